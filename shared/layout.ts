@@ -1,0 +1,147 @@
+/*
+ * Memory layouts and wire formats, in one place. Both sides of every ring import this.
+ *
+ * Each peer owns two SharedArrayBuffers and sees no other peer's memory:
+ *
+ *   OUT  (the peer writes, the coordinator reads; everything in it is untrusted)
+ *   +--------------------+-----------------------------------------------+
+ *   | ring header 256 B  | byte ring data: framed request records        |
+ *   +--------------------+-----------------------------------------------+
+ *
+ *   IN   (the coordinator writes, the peer reads)
+ *   +-----------+----------------+---------------------+--------------------+-------------+
+ *   | control   | verdict ring   | verdict slots       | descriptor ring    | descriptor  | pool ...
+ *   | 256 B     | header 256 B   | VERDICT_SLOTS x 64B | header 256 B       | slots x 32B |
+ *   +-----------+----------------+---------------------+--------------------+-------------+
+ *
+ * One more buffer, the DOORBELL, is shared by the coordinator and every peer. It holds a
+ * single counter that a peer bumps (and notifies) when the coordinator has said it sleeps.
+ * A hostile peer can only cause spurious wake-ups through it; it holds no state.
+ *
+ * Ring header (shared/ring.ts), each word on its own 64-byte cache line so that producer
+ * and consumer never write the same line:
+ *   byte   0: head     free-running u32, written only by the producer
+ *   byte  64: tail     free-running u32, written only by the consumer
+ *   byte 128: consumer-sleeping flag, written only by the consumer
+ *   byte 192: producer-sleeping flag, written only by the producer
+ */
+
+export const CACHE_LINE = 64;
+export const RING_HEADER_BYTES = 256;
+export const RING_HEAD = 0;          // Int32 index of head
+export const RING_TAIL = 16;         // Int32 index of tail
+export const RING_CONSUMER_SLEEPING = 32;
+export const RING_PRODUCER_SLEEPING = 48;
+
+// ---- Byte ring records (OUT): [u32 bodyBytes][u32 op][body, padded to 8] -------------
+export const RECORD_HEADER_BYTES = 8;
+/** bodyBytes value that marks "skip to the start of the ring". */
+export const RECORD_WRAP = 0xffffffff;
+
+/** Request operations a peer writes into its OUT ring. Every body starts with u32 reqId (0 = no verdict). */
+export const OP_SEND = 1;            // reqId, flags, ndest, nhandles, payloadBytes, 0, dest[ndest], handles[nhandles], pad8, payload
+export const OP_CREATE_NODE = 2;     // reqId
+export const OP_RELEASE_HANDLE = 3;  // reqId, handle
+export const OP_RELEASE_SLICE = 4;   // 0, pool offset
+export const OP_DESTROY_NODES = 5;   // reqId, n, handles[n]
+export const OP_QUERY = 6;           // reqId
+export const OP_CLOSE = 7;           // reqId
+export const OP_MAX = 7;
+
+/** Words before the id lists of an OP_SEND body. */
+export const SEND_HEADER_WORDS = 6;
+/** OP_SEND flags. */
+export const SEND_FLAG_PARTIAL = 1;  // multicast: deliver to those that accept, report the others
+
+// ---- IN control block (Int32 indices) --------------------------------------------------
+export const CTL_STATE = 0;          // PeerState, written by the coordinator (and by close())
+export const CTL_OPENED = 1;         // 0 until Peer.open() claims the ticket (CAS)
+export const CTL_REASON = 2;         // why the coordinator disconnected the peer (DisconnectReason)
+export const CTL_ACKED = 16;         // last processed reqId (u32), byte 64; the peer waits on it
+export const CTL_ACK_WAITING = 32;   // the peer sleeps on CTL_ACKED, byte 128
+export const CONTROL_BYTES = 256;
+
+export const STATE_OPEN = 0;
+export const STATE_CLOSED = 1;        // the peer closed itself
+export const STATE_DISCONNECTED = 2;  // the coordinator cut it off (bad input, or its thread died)
+export const STATE_BUS_CLOSED = 3;    // bus.close()
+
+export const REASON_NONE = 0;
+export const REASON_PROTOCOL = 1;     // garbage in its OUT ring
+export const REASON_THREAD_EXIT = 2;  // its thread exited, was terminated or crashed
+
+// ---- Verdict ring (IN): 64-byte slots ---------------------------------------------------
+// [u32 reqId][u32 code][u32 resource][u32 detail][f64 v0..v5]
+// Written only for requests that failed or that return values (createNode, query).
+export const VERDICT_SLOT_BYTES = 64;
+export const VERDICT_SLOTS = 2048;  // >= MAX_DESTINATIONS + 1: a partial multicast's refusals always fit
+export const V_REQ = 0, V_CODE = 1, V_RESOURCE = 2, V_DETAIL = 3; // Int32 indices within a slot
+export const V_VALUES_F64 = 2;                                     // Float64 index of v0 within a slot
+
+// ---- Descriptor ring (IN): 32-byte slots -----------------------------------------------
+// [u32 kind | continue<<4 | nhandles<<8][u32 destination][f64 seq][f64 senderUid][u32 offset][u32 bytes]
+export const DESC_SLOT_BYTES = 32;
+export const D_KIND = 0, D_DEST = 1, D_OFFSET = 6, D_BYTES = 7;    // Int32 indices within a slot
+export const D_SEQ_F64 = 1, D_UID_F64 = 2;                         // Float64 indices within a slot
+export const KIND_DATA = 1;
+export const KIND_NODE_DESTROY = 2;
+export const KIND_NODE_RELEASE = 3;
+/** A node-release withdrawn before the owner read it; the peer skips it. */
+export const KIND_CANCELLED = 4;
+/** A node-release the peer has claimed (CAS from KIND_NODE_RELEASE), so it can no longer be withdrawn. */
+export const KIND_CLAIMED = 5;
+export const KIND_MASK = 0xf;
+export const DESC_CONTINUE = 0x10;
+export const DESC_NHANDLES_SHIFT = 8;
+
+export const INVALID_HANDLE = 0;
+
+// ---- Limits of one message ---------------------------------------------------------------
+export const MAX_DESTINATIONS = 1024;
+export const MAX_HANDLES_PER_MESSAGE = 4096;
+export const DEFAULT_MAX_MESSAGE_BYTES = 1 << 20;
+
+export function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/** Pool bytes a message occupies and is charged for: payload, then its handle ids, aligned. */
+export function messageBytes(payloadBytes: number, handles: number): number {
+  return align8(payloadBytes + 4 * handles);
+}
+
+export function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Bytes of a peer's OUT ring: room for at least two of the largest records. */
+export function outRingBytes(maxMessageBytes: number): number {
+  const largest = RECORD_HEADER_BYTES + 4 * (SEND_HEADER_WORDS + MAX_DESTINATIONS + MAX_HANDLES_PER_MESSAGE) + maxMessageBytes + 8;
+  return Math.max(1 << 18, nextPow2(2 * largest));
+}
+
+/** Descriptor slots: every message the peer may hold, plus room for notifications (the rest overflow in the coordinator). */
+export function descriptorSlots(maxMessages: number): number {
+  return nextPow2(maxMessages + 1024);
+}
+
+export interface InLayout {
+  verdictOffset: number;
+  descriptorOffset: number;
+  descriptorSlots: number;
+  poolOffset: number;
+  poolBytes: number;
+  totalBytes: number;
+}
+
+export function inLayout(descSlots: number, poolBytes: number): InLayout {
+  const verdictOffset = CONTROL_BYTES;
+  const descriptorOffset = verdictOffset + RING_HEADER_BYTES + VERDICT_SLOTS * VERDICT_SLOT_BYTES;
+  const poolOffset = descriptorOffset + RING_HEADER_BYTES + descSlots * DESC_SLOT_BYTES;
+  return {
+    verdictOffset, descriptorOffset, descriptorSlots: descSlots, poolOffset, poolBytes,
+    totalBytes: poolOffset + poolBytes,
+  };
+}

@@ -1,0 +1,324 @@
+/*
+ * Single-producer single-consumer rings in a SharedArrayBuffer.
+ *
+ * Two shapes share one header (shared/layout.ts):
+ *   - ByteRing: variable-length framed records [u32 bodyBytes][u32 op][body padded to 8].
+ *     A record never straddles the end: when it does not fit, the producer writes a WRAP
+ *     marker and starts again at offset 0. Used for a peer's requests (OUT).
+ *   - SlotRing: fixed-size slots, indexed by record count. Used for descriptors and verdicts.
+ *
+ * Invariants:
+ *   - head and tail are free-running u32 counters (bytes for ByteRing, slots for SlotRing);
+ *     used = (head - tail) >>> 0 is always <= capacity, and capacity is a power of two.
+ *   - Only the producer writes head and the record bytes between tail and head+capacity;
+ *     only the consumer writes tail. Data is written before head is published with
+ *     Atomics.store, and read after head is loaded with Atomics.load, so a record is
+ *     never read half-written.
+ *   - The reader side never trusts the producer: every length and position it reads is
+ *     bounds-checked, and a bad one makes read() report RING_CORRUPT instead of throwing
+ *     or reading outside the ring.
+ *
+ * Batching: producers may write several records and publish them with one commit();
+ * consumers may consume several and release them with one release(). commit() and
+ * release() return true when the other side said it sleeps, so that the caller pays for
+ * a notify only then (or routes the wake-up elsewhere, such as the coordinator doorbell).
+ */
+
+import {
+  RING_HEADER_BYTES, RING_HEAD, RING_TAIL, RING_CONSUMER_SLEEPING, RING_PRODUCER_SLEEPING,
+  RECORD_HEADER_BYTES, RECORD_WRAP,
+} from './layout.js';
+import { spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync, type WaitResult } from './wait.js';
+
+export const RING_CORRUPT = -2;
+export const RING_EMPTY = -1;
+
+function checkCapacity(capacity: number, unit: number): void {
+  if (!Number.isInteger(capacity) || capacity < unit || (capacity & (capacity - 1)) !== 0 || capacity > 2 ** 30) {
+    throw new RangeError(`ring capacity must be a power of two between ${unit} and 2^30, got ${capacity}`);
+  }
+}
+
+/** The header words shared by both ends and both shapes. */
+class RingHeader {
+  readonly ctl: Int32Array;
+  constructor(sab: SharedArrayBuffer, byteOffset: number) {
+    this.ctl = new Int32Array(sab, byteOffset, RING_HEADER_BYTES / 4);
+  }
+  /** Wake a consumer sleeping on head (e.g. at shutdown), whatever its flag says. */
+  wakeConsumer(): void {
+    Atomics.notify(this.ctl, RING_HEAD);
+  }
+  wakeProducer(): void {
+    Atomics.notify(this.ctl, RING_TAIL);
+  }
+  loadHead(): number {
+    return Atomics.load(this.ctl, RING_HEAD) >>> 0;
+  }
+  loadTail(): number {
+    return Atomics.load(this.ctl, RING_TAIL) >>> 0;
+  }
+  /** Consumer side: spin, then sleep until head moves past `seenHead`. */
+  waitForData(seenHead: number, timeoutMs: number): WaitResult {
+    if (spinWhileEqual(this.ctl, RING_HEAD, seenHead | 0, 1000)) return 'not-equal';
+    return sleepWhileEqual(this.ctl, RING_HEAD, seenHead | 0, RING_CONSUMER_SLEEPING, timeoutMs);
+  }
+  waitForDataAsync(seenHead: number, timeoutMs: number): Promise<WaitResult> | WaitResult {
+    return sleepWhileEqualAsync(this.ctl, RING_HEAD, seenHead | 0, RING_CONSUMER_SLEEPING, timeoutMs);
+  }
+  /** Producer side: spin, then sleep until tail moves past `seenTail`. */
+  waitForSpace(seenTail: number, timeoutMs: number): WaitResult {
+    if (spinWhileEqual(this.ctl, RING_TAIL, seenTail | 0, 1000)) return 'not-equal';
+    return sleepWhileEqual(this.ctl, RING_TAIL, seenTail | 0, RING_PRODUCER_SLEEPING, timeoutMs);
+  }
+  waitForSpaceAsync(seenTail: number, timeoutMs: number): Promise<WaitResult> | WaitResult {
+    return sleepWhileEqualAsync(this.ctl, RING_TAIL, seenTail | 0, RING_PRODUCER_SLEEPING, timeoutMs);
+  }
+  setConsumerSleeping(on: boolean): void {
+    Atomics.store(this.ctl, RING_CONSUMER_SLEEPING, on ? 1 : 0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// ByteRing
+
+/** Producer end of a byte ring. Owned by exactly one thread. */
+export class ByteRingWriter extends RingHeader {
+  readonly capacity: number;
+  readonly u8: Uint8Array;
+  readonly i32: Int32Array;
+  private head: number;          // local, unpublished head
+  private tailCache: number;     // last tail seen; refreshed only when space looks short
+
+  /** `dataOffset` = byteOffset + RING_HEADER_BYTES; capacity bytes follow it. */
+  constructor(sab: SharedArrayBuffer, byteOffset: number, capacity: number) {
+    super(sab, byteOffset);
+    checkCapacity(capacity, 64);
+    this.capacity = capacity;
+    this.u8 = new Uint8Array(sab, byteOffset + RING_HEADER_BYTES, capacity);
+    this.i32 = new Int32Array(sab, byteOffset + RING_HEADER_BYTES, capacity / 4);
+    this.head = this.loadHead();
+    this.tailCache = this.loadTail();
+  }
+
+  /** Largest body that can ever be written. */
+  get maxBody(): number {
+    return this.capacity / 2 - RECORD_HEADER_BYTES;
+  }
+
+  /**
+   * Reserve a record with `bodyBytes` of body and tag it with `op`. Returns the body's
+   * byte offset in u8/i32 (8-aligned), or -1 when there is no room right now.
+   * The record is invisible to the consumer until commit().
+   */
+  reserve(bodyBytes: number, op: number): number {
+    const size = RECORD_HEADER_BYTES + ((bodyBytes + 7) & ~7);
+    const mask = this.capacity - 1;
+    const pos = this.head & mask;
+    const toEnd = this.capacity - pos;
+    const need = size <= toEnd ? size : toEnd + size;
+    if (this.capacity - ((this.head - this.tailCache) >>> 0) < need) {
+      this.tailCache = this.loadTail();
+      if (this.capacity - ((this.head - this.tailCache) >>> 0) < need) return -1;
+    }
+    let at = pos;
+    if (size > toEnd) {
+      this.i32[pos >> 2] = RECORD_WRAP | 0;
+      this.head = (this.head + toEnd) >>> 0;
+      at = 0;
+    }
+    this.i32[at >> 2] = bodyBytes;
+    this.i32[(at >> 2) + 1] = op;
+    this.head = (this.head + size) >>> 0;
+    return at + RECORD_HEADER_BYTES;
+  }
+
+  /** Publish everything reserved so far. True when the consumer sleeps and needs a wake. */
+  commit(): boolean {
+    Atomics.store(this.ctl, RING_HEAD, this.head | 0);
+    return Atomics.load(this.ctl, RING_CONSUMER_SLEEPING) !== 0;
+  }
+
+  /** Bytes the consumer has not yet released (as last seen). */
+  pendingBytes(): number {
+    this.tailCache = this.loadTail();
+    return (this.head - this.tailCache) >>> 0;
+  }
+
+  get tailSeen(): number {
+    return this.tailCache;
+  }
+}
+
+/** Consumer end of a byte ring. Owned by exactly one thread; treats all contents as untrusted. */
+export class ByteRingReader extends RingHeader {
+  readonly capacity: number;
+  readonly u8: Uint8Array;
+  readonly i32: Int32Array;
+  private tail: number;         // local, unreleased tail
+  private headCache: number;
+  /** Set by read(): the current record's body length and op. */
+  bodyBytes = 0;
+  op = 0;
+  private next = 0;             // tail after the current record
+
+  constructor(sab: SharedArrayBuffer, byteOffset: number, capacity: number) {
+    super(sab, byteOffset);
+    checkCapacity(capacity, 64);
+    this.capacity = capacity;
+    this.u8 = new Uint8Array(sab, byteOffset + RING_HEADER_BYTES, capacity);
+    this.i32 = new Int32Array(sab, byteOffset + RING_HEADER_BYTES, capacity / 4);
+    this.tail = this.loadTail();
+    this.headCache = this.loadHead();
+  }
+
+  /**
+   * Look at the next record: returns its body offset (bodyBytes and op set), RING_EMPTY,
+   * or RING_CORRUPT when the producer wrote something impossible. Call consume() to
+   * move past it.
+   */
+  read(): number {
+    let avail = (this.headCache - this.tail) >>> 0;
+    if (avail === 0) {
+      this.headCache = this.loadHead();
+      avail = (this.headCache - this.tail) >>> 0;
+      if (avail === 0) return RING_EMPTY;
+    }
+    if (avail > this.capacity || (avail & 7) !== 0) return RING_CORRUPT;
+    const mask = this.capacity - 1;
+    let pos = this.tail & mask;
+    let len = this.i32[pos >> 2] >>> 0;
+    let skipped = 0;
+    if (len === RECORD_WRAP) {
+      skipped = this.capacity - pos;
+      if (skipped >= avail) return RING_CORRUPT;
+      pos = 0;
+      len = this.i32[0] >>> 0;
+    }
+    const size = RECORD_HEADER_BYTES + ((len + 7) & ~7);
+    if (len > this.capacity || size > avail - skipped || size > this.capacity - pos) return RING_CORRUPT;
+    this.bodyBytes = len;
+    this.op = this.i32[(pos >> 2) + 1];
+    this.next = (this.tail + skipped + size) >>> 0;
+    return pos + RECORD_HEADER_BYTES;
+  }
+
+  /** Move past the record returned by the last read(). Not visible to the producer until release(). */
+  consume(): void {
+    this.tail = this.next;
+  }
+
+  /** Give consumed space back to the producer. True when the producer sleeps and needs a wake. */
+  release(): boolean {
+    Atomics.store(this.ctl, RING_TAIL, this.tail | 0);
+    return Atomics.load(this.ctl, RING_PRODUCER_SLEEPING) !== 0;
+  }
+
+  /** True when the producer has published something not yet read. */
+  hasData(): boolean {
+    return this.loadHead() !== this.tail;
+  }
+
+  get tailPosition(): number {
+    return this.tail;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// SlotRing
+
+/** Producer end of a fixed-slot ring. */
+export class SlotRingWriter extends RingHeader {
+  readonly slots: number;
+  readonly slotBytes: number;
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+  private head: number;
+  private tailCache: number;
+
+  constructor(sab: SharedArrayBuffer, byteOffset: number, slots: number, slotBytes: number) {
+    super(sab, byteOffset);
+    checkCapacity(slots, 1);
+    this.slots = slots;
+    this.slotBytes = slotBytes;
+    this.i32 = new Int32Array(sab, byteOffset + RING_HEADER_BYTES, (slots * slotBytes) / 4);
+    this.f64 = new Float64Array(sab, byteOffset + RING_HEADER_BYTES, (slots * slotBytes) / 8);
+    this.head = this.loadHead();
+    this.tailCache = this.loadTail();
+  }
+
+  /** Int32 index of the next free slot, or -1 when full. The slot is published by commit(). */
+  reserve(): number {
+    if (((this.head - this.tailCache) >>> 0) >= this.slots) {
+      this.tailCache = this.loadTail();
+      if (((this.head - this.tailCache) >>> 0) >= this.slots) return -1;
+    }
+    const at = ((this.head & (this.slots - 1)) * this.slotBytes) >> 2;
+    this.head = (this.head + 1) >>> 0;
+    return at;
+  }
+
+  /** Free slots as last seen, refreshing the tail. */
+  free(): number {
+    this.tailCache = this.loadTail();
+    return this.slots - ((this.head - this.tailCache) >>> 0);
+  }
+
+  commit(): boolean {
+    Atomics.store(this.ctl, RING_HEAD, this.head | 0);
+    return Atomics.load(this.ctl, RING_CONSUMER_SLEEPING) !== 0;
+  }
+
+  /** Count of slots reserved so far (free-running), i.e. the position of the next slot. */
+  get position(): number {
+    return this.head;
+  }
+
+  /** Int32 index of the slot at free-running position `pos`. */
+  slotIndex(pos: number): number {
+    return ((pos & (this.slots - 1)) * this.slotBytes) >> 2;
+  }
+}
+
+/** Consumer end of a fixed-slot ring. */
+export class SlotRingReader extends RingHeader {
+  readonly slots: number;
+  readonly slotBytes: number;
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+  private tail: number;
+  private headCache: number;
+
+  constructor(sab: SharedArrayBuffer, byteOffset: number, slots: number, slotBytes: number) {
+    super(sab, byteOffset);
+    checkCapacity(slots, 1);
+    this.slots = slots;
+    this.slotBytes = slotBytes;
+    this.i32 = new Int32Array(sab, byteOffset + RING_HEADER_BYTES, (slots * slotBytes) / 4);
+    this.f64 = new Float64Array(sab, byteOffset + RING_HEADER_BYTES, (slots * slotBytes) / 8);
+    this.tail = this.loadTail();
+    this.headCache = this.loadHead();
+  }
+
+  /** Int32 index of the next unread slot, or RING_EMPTY. Call consume() after reading it. */
+  read(): number {
+    if (this.headCache === this.tail) {
+      this.headCache = this.loadHead();
+      if (this.headCache === this.tail) return RING_EMPTY;
+    }
+    return ((this.tail & (this.slots - 1)) * this.slotBytes) >> 2;
+  }
+
+  consume(): void {
+    this.tail = (this.tail + 1) >>> 0;
+  }
+
+  release(): boolean {
+    Atomics.store(this.ctl, RING_TAIL, this.tail | 0);
+    return Atomics.load(this.ctl, RING_PRODUCER_SLEEPING) !== 0;
+  }
+
+  get position(): number {
+    return this.tail;
+  }
+}

@@ -1,0 +1,196 @@
+/*
+ * The owner's API (the holder of /dev/bus1, so to speak): start the coordinator thread,
+ * mint peer tickets, create nodes for peers, transfer handles between them, read
+ * per-user usage, and shut everything down.
+ *
+ * The owner talks to the coordinator over the worker's MessagePort only (control path);
+ * it never touches a ring. If the coordinator thread dies, every pending and later call
+ * fails with ESHUTDOWN.
+ */
+
+import { Worker } from 'node:worker_threads';
+import { BusError, toBusError } from './errors.js';
+import { checkTicket, type PeerTicket } from './ticket.js';
+import type { ControlReply, ControlRequest, PeerMemory } from './control.js';
+import type { HandleId } from './message.js';
+import type { Limits } from './coordinator/ledger.js';
+import { DEFAULT_USER_LIMITS } from './coordinator/users.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../shared/layout.js';
+
+export interface BusOptions {
+  /** Per-uid maxima; defaults 16384 messages, 65536 handles, 16 MiB. */
+  userLimits?: Partial<Limits>;
+  /** Default limits of each new peer (at most its user's; the pool is sized from them). */
+  peerLimits?: Partial<Limits>;
+  /** Per-uid maxima overriding userLimits (a system agent's uid, say). */
+  users?: Record<number, Partial<Limits>>;
+  /** The quota rule: 'half' (the seed's, default) or 'polynomial' (dbus-broker's). */
+  quota?: 'half' | 'polynomial';
+  /** Largest payload of one message, in bytes (default 1 MiB). */
+  maxMessageBytes?: number;
+}
+
+export interface Usage {
+  max: Limits;
+  remaining: Limits;
+  /** In-flight resources by sending uid (only uids with something in flight). */
+  shares: Record<number, Limits>;
+}
+
+/** A control request before it gets its id. */
+type ControlBody = ControlRequest extends infer R ? R extends unknown ? Omit<R, 'id'> : never : never;
+
+const LIMIT_KEYS = ['messages', 'handles', 'bytes'] as const;
+
+function checkUid(uid: unknown, what: string): number {
+  if (typeof uid !== 'number' || !Number.isSafeInteger(uid) || uid < 0) {
+    throw new BusError('EINVAL', `${what}: uid must be a non-negative safe integer, got ${String(uid)}`);
+  }
+  return uid;
+}
+
+function checkLimits(l: unknown, what: string): Partial<Limits> | undefined {
+  if (l === undefined) return undefined;
+  if (typeof l !== 'object' || l === null) throw new BusError('EINVAL', `${what}: limits must be an object`);
+  const out: Partial<Limits> = {};
+  for (const [k, v] of Object.entries(l)) {
+    if (!(LIMIT_KEYS as readonly string[]).includes(k)) {
+      throw new BusError('EINVAL', `${what}: unknown limit '${k}' (expected messages, handles or bytes)`);
+    }
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > 2 ** 31 - 1) {
+      throw new BusError('EINVAL', `${what}: limit ${k} must be an integer from 0 to 2^31-1, got ${String(v)}`);
+    }
+    out[k as keyof Limits] = v;
+  }
+  return out;
+}
+
+export class Bus {
+  #worker: Worker;
+  #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  #nextId = 1;
+  #closed = false;
+  #dead: BusError | null = null;
+  #exited: Promise<void>;
+
+  private constructor(worker: Worker) {
+    this.#worker = worker;
+    this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
+    worker.on('message', (msg: ControlReply) => {
+      const p = this.#pending.get(msg.id);
+      if (p === undefined) return;
+      this.#pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.value);
+      else p.reject(toBusError(msg.error));
+    });
+    const die = (why: string) => {
+      this.#dead ??= new BusError('ESHUTDOWN', `the bus coordinator thread ${why}`);
+      for (const p of this.#pending.values()) p.reject(this.#dead);
+      this.#pending.clear();
+    };
+    worker.on('error', (e) => {
+      // A coordinator crash is a threadbus bug; say so loudly, then fail everything cleanly.
+      process.emitWarning(`threadbus coordinator crashed: ${e.stack ?? e.message}`, 'ThreadbusWarning');
+      die(`failed: ${e.message}`);
+    });
+    worker.on('exit', (code) => die(`exited (code ${code})`));
+  }
+
+  /** Start the coordinator thread. */
+  static async start(opts: BusOptions = {}): Promise<Bus> {
+    if (typeof opts !== 'object' || opts === null) throw new BusError('EINVAL', 'Bus.start: options must be an object');
+    const quota = opts.quota ?? 'half';
+    if (quota !== 'half' && quota !== 'polynomial') {
+      throw new BusError('EINVAL', `Bus.start: quota must be 'half' or 'polynomial', got ${String(quota)}`);
+    }
+    const userLimits = { ...DEFAULT_USER_LIMITS, ...checkLimits(opts.userLimits, 'Bus.start userLimits') };
+    const peerLimits = checkLimits(opts.peerLimits, 'Bus.start peerLimits') ?? {};
+    const users: Record<number, Partial<Limits>> = {};
+    for (const [k, v] of Object.entries(opts.users ?? {})) {
+      users[checkUid(Number(k), 'Bus.start users')] = checkLimits(v, `Bus.start users[${k}]`) ?? {};
+    }
+    const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 0 || maxMessageBytes > 64 * 1024 * 1024) {
+      throw new BusError('EINVAL', `Bus.start: maxMessageBytes must be an integer from 0 to 64 MiB`);
+    }
+    const worker = new Worker(new URL('../workers/coordinator.js', import.meta.url), {
+      workerData: { config: { userLimits, peerLimits, users, quota, maxMessageBytes } },
+      name: 'threadbus-coordinator',
+    });
+    const bus = new Bus(worker);
+    await new Promise<void>((resolve, reject) => {
+      bus.#pending.set(0, { resolve: () => resolve(), reject });
+    });
+    return bus;
+  }
+
+  #call<T>(req: ControlBody, what: string): Promise<T> {
+    if (this.#closed || this.#dead !== null) {
+      return Promise.reject(new BusError('ESHUTDOWN', `${what}: the bus is closed`));
+    }
+    const id = this.#nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#worker.postMessage({ ...req, id });
+    });
+  }
+
+  /** Mint a single-use ticket for a new peer pinned to `uid`. */
+  async createPeer(opts: { uid: number; limits?: Partial<Limits> }): Promise<PeerTicket> {
+    if (typeof opts !== 'object' || opts === null) throw new BusError('EINVAL', 'createPeer: expects { uid }');
+    const uid = checkUid(opts.uid, 'createPeer');
+    const limits = checkLimits(opts.limits, 'createPeer limits');
+    const m = await this.#call<PeerMemory>({ op: 'createPeer', uid, limits }, 'createPeer');
+    return {
+      kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
+      doorbell: m.doorbell, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
+      descriptorOffset: m.descriptorOffset, descriptorSlots: m.descriptorSlots, maxMessageBytes: m.maxMessageBytes,
+      port: m.port, transfer: [m.port],
+    };
+  }
+
+  /** A node owned by the ticket's peer; returns that peer's handle id for it. */
+  createNode(ticket: PeerTicket): Promise<HandleId> {
+    try {
+      checkTicket(ticket, 'createNode');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#call<HandleId>({ op: 'createNode', peerId: ticket.peerId }, 'createNode');
+  }
+
+  /** bus1 HANDLE_TRANSFER: give `to` a handle to the node `from` holds as `handle`; returns `to`'s id. */
+  transferHandle(from: PeerTicket, handle: HandleId, to: PeerTicket): Promise<HandleId> {
+    try {
+      checkTicket(from, 'transferHandle');
+      checkTicket(to, 'transferHandle');
+      if (!Number.isInteger(handle) || handle <= 0) throw new BusError('EINVAL', `transferHandle: ${handle} is not a handle id`);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#call<HandleId>({ op: 'transferHandle', fromId: from.peerId, handle, toId: to.peerId }, 'transferHandle');
+  }
+
+  /** Exact per-user figures: maxima, what remains, and what is in flight from each sending uid. */
+  usage(uid: number): Promise<Usage> {
+    try {
+      checkUid(uid, 'usage');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#call<Usage>({ op: 'usage', uid }, 'usage');
+  }
+
+  /** Shut the bus down: every peer then sees ESHUTDOWN, and the coordinator thread exits. */
+  async close(): Promise<void> {
+    if (this.#closed) throw new BusError('ESHUTDOWN', 'close: the bus is already closed');
+    if (this.#dead === null) {
+      const p = this.#call<void>({ op: 'close' }, 'close');
+      this.#closed = true;
+      await p.catch(() => undefined);
+    }
+    this.#closed = true;
+    await this.#exited;
+  }
+}

@@ -1,0 +1,36 @@
+/*
+ * The owner <-> coordinator control protocol (a MessagePort, never the data path).
+ * Requests carry an id; each gets exactly one reply with the same id. Errors travel as
+ * BusErrorData and are rebuilt into BusError on arrival (src/errors.ts).
+ */
+
+import type { MessagePort } from 'node:worker_threads';
+import type { BusErrorData } from './errors.js';
+import type { Limits } from './coordinator/ledger.js';
+
+export type ControlRequest =
+  | { id: number; op: 'createPeer'; uid: number; limits?: Partial<Limits> }
+  | { id: number; op: 'createNode'; peerId: number }
+  | { id: number; op: 'transferHandle'; fromId: number; handle: number; toId: number }
+  | { id: number; op: 'usage'; uid: number }
+  | { id: number; op: 'close' };
+
+export type ControlReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: BusErrorData };
+
+/** What the coordinator returns for createPeer; the owner wraps it into a PeerTicket. */
+export interface PeerMemory {
+  peerId: number;
+  uid: number;
+  outSab: SharedArrayBuffer;
+  inSab: SharedArrayBuffer;
+  doorbell: SharedArrayBuffer;
+  outRingBytes: number;
+  verdictOffset: number;
+  descriptorOffset: number;
+  descriptorSlots: number;
+  maxMessageBytes: number;
+  limits: Limits;
+  port: MessagePort;
+}

@@ -1,0 +1,890 @@
+/*
+ * The coordinator's state machine (bus1 main.c + tx.c + message.c): it reads requests
+ * from every peer's OUT ring, validates them, applies accounting and the quota, gives
+ * each transaction the next global sequence number, and publishes the result into the
+ * receivers' IN buffers. Coordinator thread only; nothing here blocks.
+ *
+ * Global order: one thread commits one transaction at a time, with the next `seq`, and
+ * writes it to every destination before it looks at the next request. A batch of
+ * descriptors is published (one head store per receiver) before any other request is
+ * read, so a peer that saw m1 can never get a later transaction ahead of m1 anywhere.
+ *
+ * A rejected request changes nothing: every check (handles, destinations, quota of
+ * every destination) runs before the first charge or write.
+ *
+ * Untrusted input: everything read from an OUT ring. A record whose framing is broken
+ * disconnects the peer (REASON_PROTOCOL); a well-framed record with bad fields gets an
+ * EINVAL verdict. A peer's tail or claim words in IN are validated the same way.
+ */
+
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import {
+  OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE,
+  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
+  KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE, KIND_CANCELLED, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
+  D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
+  INVALID_HANDLE, STATE_CLOSED, STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE,
+  align8, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
+} from '../../shared/layout.js';
+import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
+import { codeNumber, type BusErrorCode, BusError } from '../errors.js';
+import { ChargeSet, Ledger, HANDLES, type Limits } from './ledger.js';
+import type { QuotaRule } from './quota.js';
+import { Pool, SLOT_RECEIVED, SLOT_QUEUED } from './pool.js';
+import { BusNode, Handle } from './nodes.js';
+import { PeerState, type PendingDescriptor } from './peer-state.js';
+import { Users } from './users.js';
+
+export interface CoordinatorConfig {
+  userLimits: Limits;
+  peerLimits: Partial<Limits>;
+  users: Map<number, Partial<Limits>>;
+  quota: QuotaRule;
+  maxMessageBytes: number;
+}
+
+/** What the owner needs to mint a ticket (sent back over the control port). */
+export interface PeerCreated {
+  peerId: number;
+  uid: number;
+  outSab: SharedArrayBuffer;
+  inSab: SharedArrayBuffer;
+  outRingBytes: number;
+  verdictOffset: number;
+  descriptorOffset: number;
+  descriptorSlots: number;
+  maxMessageBytes: number;
+  limits: Limits;
+}
+
+/** Records processed from one peer before moving to the next, for fairness. */
+export const BATCH_RECORDS = 256;
+/** A peer whose held-back descriptors exceed this many times its ring is cut off. */
+const OVERFLOW_FACTOR = 4;
+
+const E_DQUOT = codeNumber('EDQUOT');
+const E_NXIO = codeNumber('ENXIO');
+const E_SHUTDOWN = codeNumber('ESHUTDOWN');
+const E_MSGSIZE = codeNumber('EMSGSIZE');
+const E_INVAL = codeNumber('EINVAL');
+const E_NOTUNIQ = codeNumber('ENOTUNIQ');
+const E_BUSY = codeNumber('EBUSY');
+const E_REMOTE = codeNumber('EREMOTE');
+const E_STALE = codeNumber('ESTALE');
+
+const enum Dispatch { Done, Retry, Violation }
+
+export class Coordinator {
+  readonly doorbell = new SharedArrayBuffer(64);
+  readonly doorbellI32 = new Int32Array(this.doorbell);
+  readonly peers: PeerState[] = [];
+  private readonly byId = new Map<number, PeerState>();
+  private readonly users: Users;
+  private readonly config: CoordinatorConfig;
+  private nextPeerId = 1;
+  private seq = 0;
+  private epoch = 0;
+  private closed = false;
+
+  // Scratch state of the transaction being built; reused so the send path allocates nothing.
+  private readonly charges = new ChargeSet();
+  private readonly txNodes: BusNode[] = [];
+  private readonly txDestIds: number[] = [];
+  private readonly txHandles: Handle[] = [];
+  private readonly txOrder: number[] = [];
+  private readonly txAccepted: boolean[] = [];
+  private readonly dirty: PeerState[] = [];
+  private readonly condemned: PeerState[] = [];
+  // The error of the request being processed.
+  private errCode = 0;
+  private errDetail = 0;
+  private errResource = 0;
+  private errUid = 0;
+
+  constructor(config: CoordinatorConfig) {
+    this.config = config;
+    this.users = new Users(config.userLimits, config.users, config.quota);
+  }
+
+  // ---- owner operations ---------------------------------------------------------------
+
+  createPeer(uid: number, requested: Partial<Limits> | undefined): { created: PeerCreated; port: MessagePort } {
+    this.assertOpen();
+    const user = this.users.get(uid);
+    const userMax = this.users.limitsOf(uid);
+    const limits: Limits = { ...userMax, ...this.config.peerLimits, ...requested };
+    // The user's limit always wins.
+    limits.messages = Math.min(limits.messages, userMax.messages);
+    limits.handles = Math.min(limits.handles, userMax.handles);
+    limits.bytes = Math.min(limits.bytes, userMax.bytes);
+    const largest = Math.min(limits.bytes, messageBytes(this.config.maxMessageBytes, MAX_HANDLES_PER_MESSAGE));
+    const poolBytes = Pool.bytesFor(limits.messages, limits.bytes, largest);
+    const slots = descriptorSlots(limits.messages);
+    const layout = inLayout(slots, poolBytes);
+    const ringBytes = outRingBytes(this.config.maxMessageBytes);
+    const outSab = new SharedArrayBuffer(RING_HEADER_BYTES + ringBytes);
+    const inSab = new SharedArrayBuffer(layout.totalBytes);
+    const { port1, port2 } = new MessageChannel();
+    const peer = new PeerState({
+      id: this.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, this.config.quota), outSab, inSab,
+      outRingBytes: ringBytes, verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset,
+      descriptorSlots: slots, pool: new Pool(layout.poolOffset, limits.messages, limits.bytes, largest), port: port1,
+    });
+    this.peers.push(peer);
+    this.byId.set(peer.id, peer);
+    user.peers.add(peer);
+    return {
+      created: {
+        peerId: peer.id, uid, outSab, inSab, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
+        descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
+        maxMessageBytes: this.config.maxMessageBytes, limits,
+      },
+      port: port2,
+    };
+  }
+
+  peerById(id: number): PeerState {
+    this.assertOpen();
+    const peer = this.byId.get(id);
+    if (peer === undefined || !peer.open) {
+      throw new BusError('ESHUTDOWN', `peer ${id} is closed or disconnected`);
+    }
+    return peer;
+  }
+
+  /** bus.createNode(ticket): a node owned by `peer`; returns the owner's handle id. */
+  ownerCreateNode(peer: PeerState): number {
+    const code = this.createNode(peer);
+    if (code !== 0) throw this.lastError('createNode');
+    return this.errDetail;
+  }
+
+  /** bus1 HANDLE_TRANSFER: copy `from`'s handle to `to`; returns `to`'s id. */
+  transferHandle(from: PeerState, handleId: number, to: PeerState): number {
+    this.syncPeer(to);
+    const h = from.handles.get(handleId);
+    if (h === undefined || h.refs - h.refsInFlight <= 0) {
+      throw new BusError('ENXIO', `transferHandle: handle ${handleId} is not known to the source peer`);
+    }
+    if (h.node.destroyed) {
+      throw new BusError('ESHUTDOWN', `transferHandle: the node behind handle ${handleId} is destroyed`);
+    }
+    const ok = this.checkOrSync(to, from.uid, 0, 1, 0);
+    if (!ok) throw this.lastError('transferHandle');
+    to.user.ledger.chargeCommitted(from.uid, 0, 1, 0);
+    to.ledger.chargeCommitted(from.uid, 0, 1, 0);
+    const th = this.install(to, h.node);
+    return th.id;
+  }
+
+  usage(uid: number): { max: Limits; remaining: Limits; shares: Record<number, Limits> } {
+    this.assertOpen();
+    const user = this.users.peek(uid);
+    if (user === undefined) {
+      const max = this.users.limitsOf(uid);
+      return { max, remaining: { ...max }, shares: {} };
+    }
+    for (const p of user.peers) this.syncPeer(p);
+    this.flushCondemned();
+    return ledgerUsage(user.ledger);
+  }
+
+  // ---- the loop body ------------------------------------------------------------------
+
+  /** Process requests from every peer once. Returns the number of records handled. */
+  runOnce(): number {
+    let progress = 0;
+    const peers = this.peers;
+    for (let i = 0; i < peers.length; i++) {
+      const peer = peers[i];
+      if (!peer.open) continue;
+      if (peer.overflow.length > 0) progress += this.flushOverflow(peer);
+      progress += this.processPeer(peer);
+    }
+    this.flushCondemned();
+    return progress;
+  }
+
+  /** True when some peer has requests waiting (or held-back descriptors that might now fit). */
+  hasWork(): boolean {
+    for (const peer of this.peers) {
+      if (peer.open && (peer.out.hasData() || peer.overflow.length > 0)) return true;
+    }
+    return false;
+  }
+
+  hasOverflow(): boolean {
+    for (const peer of this.peers) if (peer.open && peer.overflow.length > 0) return true;
+    return false;
+  }
+
+  /** Tell every peer whether the coordinator is about to sleep (they then ring the doorbell). */
+  setSleeping(on: boolean): void {
+    for (const peer of this.peers) if (peer.open) peer.out.setConsumerSleeping(on);
+  }
+
+  private processPeer(peer: PeerState): number {
+    let n = 0;
+    const out = peer.out;
+    while (n < BATCH_RECORDS) {
+      const off = out.read();
+      if (off === RING_EMPTY) break;
+      if (off === RING_CORRUPT) {
+        this.disconnect(peer, STATE_DISCONNECTED, REASON_PROTOCOL);
+        return n;
+      }
+      const r = this.dispatch(peer, out.op, off, out.bodyBytes);
+      if (r === Dispatch.Retry) break;
+      out.consume();
+      n++;
+      if (r === Dispatch.Violation) {
+        this.disconnect(peer, STATE_DISCONNECTED, REASON_PROTOCOL);
+        return n;
+      }
+      if (!peer.open) return n;
+    }
+    if (n > 0) {
+      if (out.release()) out.wakeProducer();
+      this.markDirty(peer);
+      this.publishDirty();
+    }
+    return n;
+  }
+
+  private dispatch(peer: PeerState, op: number, off: number, len: number): Dispatch {
+    const i32 = peer.out.i32;
+    const w = off >> 2;
+    if (len < 4) return Dispatch.Violation;
+    const reqId = i32[w] >>> 0;
+    // A request may only start when its verdicts are sure to fit (one per refused
+    // destination of a partial multicast, else one).
+    let need = 1;
+    if (op === OP_SEND && len >= 12 && (i32[w + 1] & SEND_FLAG_PARTIAL) !== 0) {
+      need = Math.min(i32[w + 2] >>> 0, MAX_DESTINATIONS) + 1;
+    }
+    if (peer.verdicts.free() < need) return Dispatch.Retry;
+    let code = 0;
+    switch (op) {
+      case OP_SEND:
+        code = this.send(peer, w, len);
+        break;
+      case OP_CREATE_NODE:
+        code = this.createNode(peer);
+        if (code === 0) {
+          this.writeVerdict(peer, reqId, 0, 0, this.errDetail, 0);
+          this.ack(peer, reqId);
+          return Dispatch.Done;
+        }
+        break;
+      case OP_RELEASE_HANDLE:
+        if (len < 8) return Dispatch.Violation;
+        code = this.releaseHandle(peer, i32[w + 1] >>> 0);
+        break;
+      case OP_RELEASE_SLICE:
+        if (len < 8) return Dispatch.Violation;
+        if (!this.releaseSlice(peer, i32[w + 1] >>> 0)) return Dispatch.Violation;
+        break;
+      case OP_DESTROY_NODES: {
+        if (len < 8) return Dispatch.Violation;
+        const n = i32[w + 1] >>> 0;
+        if (n > (len - 8) / 4) return Dispatch.Violation;
+        code = this.destroyNodesRequest(peer, w + 2, n);
+        break;
+      }
+      case OP_QUERY:
+        this.syncPeer(peer);
+        this.writeQueryVerdict(peer, reqId);
+        this.ack(peer, reqId);
+        return Dispatch.Done;
+      case OP_CLOSE:
+        this.ack(peer, reqId);
+        this.publishDirty();
+        this.disconnect(peer, STATE_CLOSED, REASON_NONE);
+        return Dispatch.Done;
+      default:
+        return Dispatch.Violation;
+    }
+    if (code !== 0) this.writeVerdict(peer, reqId, code, this.errResource, this.errDetail, this.errUid);
+    this.ack(peer, reqId);
+    return Dispatch.Done;
+  }
+
+  private ack(peer: PeerState, reqId: number): void {
+    if (reqId === 0) return;
+    peer.acked = reqId;
+    peer.ackDirty = true;
+    this.markDirty(peer);
+  }
+
+  private fail(code: number, detail: number, resource = 0, uid = 0): number {
+    this.errCode = code;
+    this.errDetail = detail;
+    this.errResource = resource;
+    this.errUid = uid;
+    return code;
+  }
+
+  // ---- SEND ---------------------------------------------------------------------------
+
+  private send(sender: PeerState, w: number, len: number): number {
+    const i32 = sender.out.i32;
+    const flags = i32[w + 1];
+    const ndest = i32[w + 2] >>> 0;
+    const nh = i32[w + 3] >>> 0;
+    const plen = i32[w + 4] >>> 0;
+    if (len < SEND_HEADER_WORDS * 4) return this.fail(E_INVAL, 0);
+    if (ndest < 1 || ndest > MAX_DESTINATIONS || nh > MAX_HANDLES_PER_MESSAGE) return this.fail(E_INVAL, 0);
+    if (plen > this.config.maxMessageBytes) return this.fail(E_MSGSIZE, plen);
+    const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
+    if (idsBytes + plen > len) return this.fail(E_INVAL, 0);
+    const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
+
+    // Resolve destinations: all checks before any change.
+    const epoch = ++this.epoch;
+    const nodes = this.txNodes;
+    const destIds = this.txDestIds;
+    nodes.length = 0;
+    destIds.length = 0;
+    let idw = w + SEND_HEADER_WORDS;
+    for (let i = 0; i < ndest; i++) {
+      const id = i32[idw++] >>> 0;
+      const h = sender.handles.get(id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return this.fail(E_NXIO, id);
+      const node = h.node;
+      if (node.txMark === epoch) return this.fail(E_NOTUNIQ, id);
+      node.txMark = epoch;
+      nodes.push(node);
+      destIds.push(id);
+    }
+    const handles = this.txHandles;
+    handles.length = 0;
+    let alive = 0;
+    for (let i = 0; i < nh; i++) {
+      const id = i32[idw++] >>> 0;
+      const h = sender.handles.get(id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return this.fail(E_NXIO, id);
+      handles.push(h);
+      if (!h.node.destroyed) alive++;
+    }
+    const bytes = messageBytes(plen, nh);
+    const accepted = this.txAccepted;
+    accepted.length = 0;
+    if (!partial) {
+      for (let i = 0; i < ndest; i++) {
+        if (nodes[i].destroyed || !nodes[i].owner.open) return this.fail(E_SHUTDOWN, destIds[i]);
+        accepted.push(true);
+      }
+      if (!this.checkDestinations(sender.uid, alive, bytes, -1)) return this.errCode;
+    } else {
+      // Per-destination results: accept greedily in the order given, report the others.
+      let any = false;
+      for (let i = 0; i < ndest; i++) {
+        let ok = !(nodes[i].destroyed || !nodes[i].owner.open);
+        if (!ok) this.fail(E_SHUTDOWN, destIds[i]);
+        accepted.push(ok);
+        if (ok) {
+          ok = this.checkDestinations(sender.uid, alive, bytes, i);
+          if (!ok) accepted[i] = false;
+        }
+        if (!ok) {
+          this.writeVerdict(sender, i32[w] >>> 0, this.errCode, this.errResource, destIds[i], this.errUid);
+        }
+        any ||= ok;
+      }
+      if (!any) {
+        this.errCode = 0;
+        // Every destination refused: the per-destination verdicts say why.
+        return 0;
+      }
+    }
+    if (partial) {
+      // The last check may have been a refused one: check exactly the accepted set again.
+      this.rebuildCharges(sender.uid, alive, bytes, ndest);
+      if (this.charges.check() !== null) throw new Error('internal: accepted destinations no longer pass the quota');
+    }
+    this.charges.apply();
+
+    // Commit: one sequence number, destinations grouped per receiving peer (for `continue`).
+    const seq = ++this.seq;
+    const order = this.txOrder;
+    order.length = 0;
+    for (let i = 0; i < ndest; i++) if (accepted[i]) order.push(i);
+    if (order.length > 1) sortByOwner(order, nodes);
+    const payloadOff = (w << 2) + idsBytes;
+    for (let k = 0; k < order.length; k++) {
+      const node = nodes[order[k]];
+      const target = node.owner;
+      const cont = k + 1 < order.length && nodes[order[k + 1]].owner === target;
+      this.deliver(sender, target, node, seq, cont, payloadOff, plen, bytes, alive);
+    }
+    return 0;
+  }
+
+  /**
+   * Quota check of every accepted destination up to `last` (all of them when -1), syncing
+   * receipts first when it fails, so that a refusal is never caused by stale numbers.
+   */
+  private checkDestinations(senderUid: number, h: number, bytes: number, last: number): boolean {
+    const end = last >= 0 ? last : this.txNodes.length - 1;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const cs = this.charges;
+      cs.reset(senderUid);
+      for (let i = 0; i <= end; i++) {
+        if (!this.txAccepted[i]) continue;
+        const target = this.txNodes[i].owner;
+        if (attempt === 0) this.syncPeer(target);
+        cs.add(target.user.ledger, 1, h, bytes);
+        cs.add(target.ledger, 1, h, bytes);
+      }
+      const refused = cs.check();
+      if (refused === null) return true;
+      if (attempt === 0) {
+        // Receipts at the user's other peers may not be accounted yet; an exact answer needs them.
+        const user = this.users.peek(refused.ledger.owner);
+        if (user !== undefined) for (const p of user.peers) this.syncPeer(p);
+        continue;
+      }
+      this.fail(E_DQUOT, 0, refused.resource, refused.ledger.owner);
+    }
+    return false;
+  }
+
+  private rebuildCharges(senderUid: number, h: number, bytes: number, ndest: number): void {
+    const cs = this.charges;
+    cs.reset(senderUid);
+    for (let i = 0; i < ndest; i++) {
+      if (!this.txAccepted[i]) continue;
+      const target = this.txNodes[i].owner;
+      cs.add(target.user.ledger, 1, h, bytes);
+      cs.add(target.ledger, 1, h, bytes);
+    }
+  }
+
+  /** Write one data message into `target`'s pool and queue its descriptor. */
+  private deliver(
+    sender: PeerState, target: PeerState, node: BusNode, seq: number, cont: boolean,
+    payloadOff: number, plen: number, bytes: number, handlesCharged: number,
+  ): void {
+    const slot = target.pool.alloc(bytes);
+    if (slot < 0) throw new Error(`internal: pool of peer ${target.id} full although accounting allowed ${bytes} bytes`);
+    const offset = target.pool.offsetOf(slot);
+    copyPayload(sender.out.u8, sender.out.i32, payloadOff, target.inU8, target.inI32, offset, plen);
+    let list: Handle[] | null = null;
+    const nh = this.txHandles.length;
+    if (nh > 0) {
+      list = [];
+      let hw = (offset + ((plen + 3) & ~3)) >> 2;
+      for (let i = 0; i < nh; i++) {
+        const node2 = this.txHandles[i].node;
+        if (node2.destroyed) {
+          target.inI32[hw++] = INVALID_HANDLE;
+          continue;
+        }
+        const th = this.install(target, node2);
+        th.refsInFlight++;
+        list.push(th);
+        target.inI32[hw++] = th.id;
+      }
+    }
+    const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT);
+    this.queueDescriptor(target, kindWord, node.ownerHandle.id, seq, sender.uid, offset, plen, slot, handlesCharged, list, null);
+  }
+
+  /** Give `peer` one more reference to `node` (creating its handle if needed). Charges nothing. */
+  private install(peer: PeerState, node: BusNode): Handle {
+    let h = node.holders.get(peer);
+    if (h === undefined) {
+      h = new Handle(peer.nextHandleId++, node, peer);
+      node.holders.set(peer, h);
+      peer.handles.set(h.id, h);
+      if (peer !== node.owner) node.owner.cancelRelease(node);
+    }
+    h.refs++;
+    return h;
+  }
+
+  private queueDescriptor(
+    target: PeerState, kindWord: number, dest: number, seq: number, uid: number, offset: number, bytes: number,
+    slot: number, handlesCharged: number, list: Handle[] | null, node: BusNode | null,
+  ): void {
+    if (target.overflow.length === 0) {
+      const pos = target.desc.position;
+      const at = target.desc.reserve();
+      if (at >= 0) {
+        this.writeDescriptor(target, pos, at, kindWord, dest, seq, uid, offset, bytes, slot, handlesCharged, list);
+        if (node !== null) node.releasePosition = pos;
+        this.markDirty(target);
+        return;
+      }
+    }
+    const d: PendingDescriptor = {
+      kindWord, destination: dest, seq, senderUid: uid, offset, bytes, slot, handlesCharged, handleList: list, node,
+    };
+    target.overflow.push(d);
+    if (node !== null) node.releaseOverflow = d;
+    if (target.overflow.length > OVERFLOW_FACTOR * target.desc.slots) this.condemned.push(target);
+  }
+
+  private writeDescriptor(
+    target: PeerState, pos: number, at: number, kindWord: number, dest: number, seq: number, uid: number,
+    offset: number, bytes: number, slot: number, handlesCharged: number, list: Handle[] | null,
+  ): void {
+    const d = target.desc;
+    d.i32[at + D_DEST] = dest;
+    d.f64[(at >> 1) + D_SEQ_F64] = seq;
+    d.f64[(at >> 1) + D_UID_F64] = uid;
+    d.i32[at + D_OFFSET] = offset;
+    d.i32[at + D_BYTES] = bytes;
+    d.i32[at + D_KIND] = kindWord;
+    const i = target.fifoIndex(pos);
+    target.fifoUid[i] = uid;
+    target.fifoSlot[i] = slot;
+    target.fifoHandles[i] = handlesCharged;
+    target.fifoHandleList[i] = list;
+    target.descDirty = true;
+  }
+
+  private flushOverflow(peer: PeerState): number {
+    let moved = 0;
+    const q = peer.overflow;
+    while (moved < q.length) {
+      const pos = peer.desc.position;
+      const at = peer.desc.reserve();
+      if (at < 0) break;
+      const d = q[moved++];
+      this.writeDescriptor(peer, pos, at, d.kindWord, d.destination, d.seq, d.senderUid, d.offset, d.bytes,
+        d.slot, d.handlesCharged, d.handleList);
+      if (d.node !== null && d.node.releaseOverflow === d) {
+        d.node.releaseOverflow = null;
+        d.node.releasePosition = pos;
+      }
+    }
+    if (moved > 0) {
+      q.splice(0, moved);
+      this.markDirty(peer);
+      this.publishDirty();
+    }
+    return moved;
+  }
+
+  /** Remember that `peer` has unpublished descriptors, verdicts or acks. */
+  private markDirty(peer: PeerState): void {
+    if (peer.inDirtyList) return;
+    peer.inDirtyList = true;
+    this.dirty.push(peer);
+  }
+
+  private publishDirty(): void {
+    const d = this.dirty;
+    for (let i = 0; i < d.length; i++) d[i].publish();
+    d.length = 0;
+  }
+
+  // ---- accounting helpers -------------------------------------------------------------
+
+  /** Account receipts of `peer`; a peer whose tail is impossible is condemned. */
+  private syncPeer(peer: PeerState): void {
+    if (peer.open && !peer.syncConsumed()) this.condemned.push(peer);
+  }
+
+  private checkOrSync(target: PeerState, senderUid: number, m: number, h: number, b: number): boolean {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const cs = this.charges;
+      cs.reset(senderUid);
+      cs.add(target.user.ledger, m, h, b);
+      cs.add(target.ledger, m, h, b);
+      const refused = cs.check();
+      if (refused === null) return true;
+      if (attempt === 0) {
+        for (const p of target.user.peers) this.syncPeer(p);
+        continue;
+      }
+      this.fail(E_DQUOT, 0, refused.resource, refused.ledger.owner);
+    }
+    return false;
+  }
+
+  private flushCondemned(): void {
+    while (this.condemned.length > 0) {
+      const p = this.condemned.pop()!;
+      this.disconnect(p, STATE_DISCONNECTED, REASON_PROTOCOL);
+    }
+  }
+
+  // ---- nodes and handles ----------------------------------------------------------------
+
+  /** Create a node owned by `peer`; on success errDetail holds the owner's handle id. */
+  private createNode(peer: PeerState): number {
+    if (!this.checkOrSync(peer, peer.uid, 0, 1, 0)) return this.errCode;
+    peer.user.ledger.chargeCommitted(peer.uid, 0, 1, 0);
+    peer.ledger.chargeCommitted(peer.uid, 0, 1, 0);
+    const node = new BusNode(peer);
+    const h = this.install(peer, node);
+    node.ownerHandle = h;
+    peer.ownedNodes.add(node);
+    this.errDetail = h.id;
+    return 0;
+  }
+
+  private releaseHandle(peer: PeerState, id: number): number {
+    const h = peer.handles.get(id);
+    if (h === undefined || h.refs - h.refsInFlight <= 0) return this.fail(E_NXIO, id);
+    const node = h.node;
+    if (!node.destroyed && node.owner === peer && h.refs === 1) return this.fail(E_BUSY, id);
+    h.refs--;
+    peer.user.ledger.release(0, 1, 0);
+    peer.ledger.release(0, 1, 0);
+    if (h.refs === 0) this.dropHandle(peer, h);
+    return 0;
+  }
+
+  /** Remove a handle with no references left; tell the owner if it was the last foreign holder. */
+  private dropHandle(peer: PeerState, h: Handle): void {
+    const node = h.node;
+    peer.handles.delete(h.id);
+    node.holders.delete(peer);
+    if (!node.destroyed && peer !== node.owner && node.foreignHolders === 0 && node.owner.open) {
+      const owner = node.owner;
+      const seq = ++this.seq;
+      this.queueDescriptor(owner, KIND_NODE_RELEASE, node.ownerHandle.id, seq, owner.uid, 0, 0, -1, 0, null, node);
+    }
+  }
+
+  private destroyNodesRequest(peer: PeerState, w: number, n: number): number {
+    const i32 = peer.out.i32;
+    const epoch = ++this.epoch;
+    const nodes = this.txNodes;
+    nodes.length = 0;
+    for (let i = 0; i < n; i++) {
+      const id = i32[w + i] >>> 0;
+      const h = peer.handles.get(id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return this.fail(E_NXIO, id);
+      if (h.node.owner !== peer) return this.fail(E_REMOTE, id);
+      if (h.node.destroyed) return this.fail(E_STALE, id);
+      if (h.node.txMark === epoch) return this.fail(E_NOTUNIQ, id);
+      h.node.txMark = epoch;
+      nodes.push(h.node);
+    }
+    this.destroyNodes(nodes);
+    return 0;
+  }
+
+  /** One transaction: every holder of every node (owner included) learns of the destruction. */
+  private destroyNodes(nodes: BusNode[]): void {
+    if (nodes.length === 0) return;
+    const seq = ++this.seq;
+    // Group notifications per holder so that `continue` links a holder's consecutive ones.
+    const perHolder = new Map<PeerState, number[]>();
+    for (const node of nodes) {
+      node.destroyed = true;
+      node.owner.cancelRelease(node);
+      node.owner.ownedNodes.delete(node);
+      for (const [holder, h] of node.holders) {
+        if (!holder.open) continue;
+        let ids = perHolder.get(holder);
+        if (ids === undefined) perHolder.set(holder, ids = []);
+        ids.push(h.id);
+      }
+    }
+    for (const [holder, ids] of perHolder) {
+      for (let i = 0; i < ids.length; i++) {
+        const kind = KIND_NODE_DESTROY | (i + 1 < ids.length ? DESC_CONTINUE : 0);
+        this.queueDescriptor(holder, kind, ids[i], seq, nodes[0].owner.uid, 0, 0, -1, 0, null, null);
+      }
+    }
+    this.publishDirty();
+  }
+
+  private releaseSlice(peer: PeerState, offset: number): boolean {
+    peer.syncConsumed();
+    const slot = peer.pool.slotAt(offset);
+    if (slot < 0 || peer.pool.state[slot] !== SLOT_RECEIVED) return false;
+    const bytes = peer.pool.charged[slot];
+    peer.user.ledger.release(1, 0, bytes);
+    peer.ledger.release(1, 0, bytes);
+    peer.pool.free(slot);
+    return true;
+  }
+
+  // ---- verdicts -----------------------------------------------------------------------
+
+  private writeVerdict(peer: PeerState, reqId: number, code: number, resource: number, detail: number, uid: number): void {
+    if (reqId === 0) return;
+    const at = peer.verdicts.reserve();
+    if (at < 0) throw new Error('internal: verdict ring full although space was checked');
+    const v = peer.verdicts;
+    v.i32[at + V_REQ] = reqId;
+    v.i32[at + V_CODE] = code;
+    v.i32[at + V_RESOURCE] = resource;
+    v.i32[at + V_DETAIL] = detail;
+    v.f64[(at >> 1) + V_VALUES_F64] = uid;
+    peer.verdictDirty = true;
+    this.markDirty(peer);
+  }
+
+  private writeQueryVerdict(peer: PeerState, reqId: number): void {
+    if (reqId === 0) return;
+    const at = peer.verdicts.reserve();
+    if (at < 0) throw new Error('internal: verdict ring full although space was checked');
+    const v = peer.verdicts;
+    v.i32[at + V_REQ] = reqId;
+    v.i32[at + V_CODE] = 0;
+    v.i32[at + V_RESOURCE] = 0;
+    v.i32[at + V_DETAIL] = 0;
+    const f = (at >> 1) + V_VALUES_F64;
+    for (let r = 0; r < 3; r++) {
+      v.f64[f + r] = peer.ledger.max[r];
+      v.f64[f + 3 + r] = peer.ledger.remaining[r];
+    }
+    peer.verdictDirty = true;
+    this.markDirty(peer);
+  }
+
+  private lastError(op: string): BusError {
+    const name = ERROR_NAMES[this.errCode - 1] ?? 'EINVAL';
+    if (name === 'EDQUOT') {
+      const res = (['messages', 'handles', 'bytes'] as const)[this.errResource];
+      return new BusError('EDQUOT', `${op}: quota exceeded: uid ${this.errUid} will not take more ${res}`,
+        { resource: res, uid: this.errUid });
+    }
+    return new BusError(name, `${op}: failed with ${name} (${this.errDetail})`);
+  }
+
+  // ---- disconnect and shutdown ------------------------------------------------------------
+
+  /**
+   * PEER_DISCONNECT: destroy the peer's nodes in one transaction, drop its queue (giving
+   * every charge back), release its handles, and cut it off. Idempotent.
+   */
+  disconnect(peer: PeerState, state: number, reason: number): void {
+    if (!peer.open) return;
+    peer.syncConsumed();
+    // Closed first, so that its own nodes' destruction queues nothing to it.
+    peer.open = false;
+    this.destroyNodes([...peer.ownedNodes]);
+    // Queued, unreceived messages: everything given back, the sender's share included.
+    for (let pos = peer.syncedTail; pos !== peer.desc.position; pos = (pos + 1) >>> 0) {
+      const i = peer.fifoIndex(pos);
+      const slot = peer.fifoSlot[i];
+      if (slot >= 0 && peer.pool.state[slot] === SLOT_QUEUED) {
+        this.discharge(peer, peer.fifoUid[i], peer.fifoHandles[i], peer.pool.charged[slot]);
+        peer.pool.free(slot);
+      }
+      peer.fifoHandleList[i] = null;
+    }
+    for (const d of peer.overflow) {
+      if (d.slot >= 0) {
+        this.discharge(peer, d.senderUid, d.handlesCharged, peer.pool.charged[d.slot]);
+        peer.pool.free(d.slot);
+      }
+    }
+    peer.overflow.length = 0;
+    // Received, unreleased slices.
+    const states = peer.pool.state;
+    for (let slot = 0; slot < states.length; slot++) {
+      if (states[slot] === SLOT_RECEIVED) {
+        const bytes = peer.pool.charged[slot];
+        peer.user.ledger.release(1, 0, bytes);
+        peer.ledger.release(1, 0, bytes);
+        peer.pool.free(slot);
+      }
+    }
+    // Handles: what is still charged is exactly the committed references.
+    const held = peer.ledger.max[HANDLES] - peer.ledger.remaining[HANDLES];
+    if (held > 0) {
+      peer.user.ledger.release(0, held, 0);
+      peer.ledger.release(0, held, 0);
+    }
+    for (const h of [...peer.handles.values()]) {
+      h.refs = 0;
+      this.dropHandle(peer, h);
+    }
+    peer.user.peers.delete(peer);
+    const at = this.peers.indexOf(peer);
+    if (at >= 0) this.peers.splice(at, 1);
+    this.byId.delete(peer.id);
+    peer.shutDown(state, reason);
+    this.publishDirty();
+    peer.port.close();
+  }
+
+  private discharge(peer: PeerState, uid: number, h: number, bytes: number): void {
+    peer.user.ledger.discharge(uid, 1, h, bytes);
+    peer.ledger.discharge(uid, 1, h, bytes);
+  }
+
+  disconnectById(id: number, state: number, reason: number): void {
+    const peer = this.byId.get(id);
+    if (peer !== undefined) this.disconnect(peer, state, reason);
+  }
+
+  /** bus.close(): every peer sees ESHUTDOWN from now on. */
+  closeAll(): void {
+    if (this.closed) return;
+    for (const peer of [...this.peers]) {
+      // Mark first so that no node-destroy is queued to peers that are going away too.
+      peer.shutDown(STATE_BUS_CLOSED, REASON_NONE);
+    }
+    for (const peer of [...this.peers]) peer.port.close();
+    this.peers.length = 0;
+    this.byId.clear();
+    this.closed = true;
+    // Anyone still ringing the doorbell wakes a coordinator that is gone; harmless.
+    Atomics.notify(this.doorbellI32, 0);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new BusError('ESHUTDOWN', 'the bus is closed');
+  }
+}
+
+const ERROR_NAMES: readonly BusErrorCode[] = [
+  'EDQUOT', 'ENXIO', 'ESHUTDOWN', 'EMSGSIZE', 'EINVAL', 'ENOTUNIQ', 'EBUSY', 'EREMOTE', 'ESTALE',
+];
+
+function ledgerUsage(ledger: Ledger): { max: Limits; remaining: Limits; shares: Record<number, Limits> } {
+  const shares: Record<number, Limits> = {};
+  for (const [uid, s] of ledger.shares()) {
+    if (s[0] !== 0 || s[1] !== 0 || s[2] !== 0) shares[uid] = { messages: s[0], handles: s[1], bytes: s[2] };
+  }
+  return {
+    max: { messages: ledger.max[0], handles: ledger.max[1], bytes: ledger.max[2] },
+    remaining: { messages: ledger.remaining[0], handles: ledger.remaining[1], bytes: ledger.remaining[2] },
+    shares,
+  };
+}
+
+/** Stable insertion sort of destination indices by owning peer (few destinations). */
+function sortByOwner(order: number[], nodes: BusNode[]): void {
+  for (let i = 1; i < order.length; i++) {
+    const v = order[i];
+    const key = nodes[v].owner.id;
+    let j = i - 1;
+    while (j >= 0 && nodes[order[j]].owner.id > key) {
+      order[j + 1] = order[j];
+      j--;
+    }
+    order[j + 1] = v;
+  }
+}
+
+/** Payloads up to this size are copied word by word: no view object per message. */
+const WORD_COPY_MAX_BYTES = 512;
+
+function copyPayload(
+  src8: Uint8Array, src32: Int32Array, srcOff: number, dst8: Uint8Array, dst32: Int32Array, dstOff: number, n: number,
+): void {
+  if (n === 0) return;
+  if (n <= WORD_COPY_MAX_BYTES && (srcOff & 3) === 0 && (dstOff & 3) === 0) {
+    // Both ends are 4-aligned and the source record is padded to 8, so whole words are safe to read;
+    // the destination slice is at least align8(n) bytes.
+    const words = (n + 3) >> 2;
+    let s = srcOff >> 2;
+    let d = dstOff >> 2;
+    for (let i = 0; i < words; i++) dst32[d++] = src32[s++];
+    return;
+  }
+  dst8.set(src8.subarray(srcOff, srcOff + n), dstOff);
+}
+
+export { STATE_BUS_CLOSED, STATE_CLOSED, STATE_DISCONNECTED, KIND_CANCELLED };

@@ -1,0 +1,204 @@
+/*
+ * The coordinator's view of one peer (bus1 peer.c): its memory, its rings, its handle
+ * table, its ledger and its queue. Coordinator thread only.
+ *
+ * Memory ownership (see shared/layout.ts):
+ *   - OUT is written by the peer; here it is only read, through ByteRingReader, which
+ *     bounds-checks everything. Nothing read from OUT is trusted.
+ *   - IN is written here (control words, verdicts, descriptors, pool slices). The peer
+ *     writes back only ring tails, its sleeping flags, and the kind word of a node-release
+ *     it claims; every one of those is validated before use (syncConsumed).
+ *
+ * The queue: every descriptor published (or held back in `overflow` while the ring is
+ * full) has an entry in the private FIFO below, indexed by descriptor position, with
+ * what it charged and to whom. When the peer's descriptor tail moves past an entry the
+ * message counts as received (bus1 RECV): the sender's in-flight share drops (commit).
+ * No message back from the peer is needed for that.
+ */
+
+import type { MessagePort } from 'node:worker_threads';
+import {
+  CTL_STATE, CTL_ACKED, CTL_ACK_WAITING, DESC_SLOT_BYTES, VERDICT_SLOT_BYTES, VERDICT_SLOTS,
+  RING_HEADER_BYTES, D_KIND, KIND_NODE_RELEASE, KIND_CANCELLED, STATE_OPEN, RING_HEAD,
+  RING_TAIL,
+} from '../../shared/layout.js';
+import { ByteRingReader, SlotRingWriter } from '../../shared/ring.js';
+import type { Ledger } from './ledger.js';
+import { Pool, SLOT_QUEUED, SLOT_RECEIVED } from './pool.js';
+import type { BusNode, Handle } from './nodes.js';
+import type { UserState } from './users.js';
+
+/** A descriptor not yet in the ring (held back because the ring was full). */
+export interface PendingDescriptor {
+  kindWord: number;
+  destination: number;
+  seq: number;
+  senderUid: number;
+  offset: number;
+  bytes: number;
+  slot: number;
+  handlesCharged: number;
+  handleList: Handle[] | null;
+  node: BusNode | null;     // for node-release, to track its position
+}
+
+export class PeerState {
+  readonly id: number;
+  readonly uid: number;
+  readonly user: UserState;
+  readonly ledger: Ledger;
+  readonly outSab: SharedArrayBuffer;
+  readonly inSab: SharedArrayBuffer;
+  readonly out: ByteRingReader;
+  readonly desc: SlotRingWriter;
+  readonly verdicts: SlotRingWriter;
+  readonly ctl: Int32Array;
+  readonly inU8: Uint8Array;
+  readonly inI32: Int32Array;
+  readonly pool: Pool;
+  readonly port: MessagePort;
+
+  readonly handles = new Map<number, Handle>();
+  readonly ownedNodes = new Set<BusNode>();
+  nextHandleId = 1;
+  open = true;
+  /** Last reqId processed, published to CTL_ACKED at the end of a batch. */
+  acked = 0;
+  ackDirty = false;
+  descDirty = false;
+  inDirtyList = false;
+  verdictDirty = false;
+
+  // The private FIFO, by descriptor position & fifoMask.
+  private readonly fifoMask: number;
+  readonly fifoUid: Float64Array;
+  readonly fifoSlot: Int32Array;          // -1: a notification (charges nothing)
+  readonly fifoHandles: Int32Array;       // handles charged in flight
+  readonly fifoHandleList: (Handle[] | null)[];
+  /** Descriptor position up to which receipt has been accounted. */
+  syncedTail = 0;
+  readonly overflow: PendingDescriptor[] = [];
+
+  constructor(args: {
+    id: number; uid: number; user: UserState; ledger: Ledger; outSab: SharedArrayBuffer; inSab: SharedArrayBuffer;
+    outRingBytes: number; verdictOffset: number; descriptorOffset: number; descriptorSlots: number;
+    pool: Pool; port: MessagePort;
+  }) {
+    this.id = args.id;
+    this.uid = args.uid;
+    this.user = args.user;
+    this.ledger = args.ledger;
+    this.outSab = args.outSab;
+    this.inSab = args.inSab;
+    this.out = new ByteRingReader(args.outSab, 0, args.outRingBytes);
+    this.verdicts = new SlotRingWriter(args.inSab, args.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
+    this.desc = new SlotRingWriter(args.inSab, args.descriptorOffset, args.descriptorSlots, DESC_SLOT_BYTES);
+    this.ctl = new Int32Array(args.inSab, 0, 64);
+    this.inU8 = new Uint8Array(args.inSab);
+    this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
+    this.pool = args.pool;
+    this.port = args.port;
+    const slots = args.descriptorSlots;
+    this.fifoMask = slots - 1;
+    this.fifoUid = new Float64Array(slots);
+    this.fifoSlot = new Int32Array(slots);
+    this.fifoHandles = new Int32Array(slots);
+    this.fifoHandleList = new Array(slots).fill(null);
+  }
+
+  /** Int32 index into inI32 of the descriptor at free-running position `pos`. */
+  descWord(pos: number): number {
+    return (this.descBase >> 2) + this.desc.slotIndex(pos);
+  }
+
+  private get descBase(): number {
+    return this.desc.ctl.byteOffset + RING_HEADER_BYTES;
+  }
+
+  fifoIndex(pos: number): number {
+    return pos & this.fifoMask;
+  }
+
+  /**
+   * Account for every descriptor the peer has consumed since the last call (bus1 RECV).
+   * Returns false when the peer's tail is impossible (moved backwards or past what was
+   * published): a protocol violation.
+   */
+  syncConsumed(): boolean {
+    const tail = Atomics.load(this.desc.ctl, RING_TAIL) >>> 0;
+    if (tail === this.syncedTail) return true;
+    const published = this.desc.position;
+    const advanced = (tail - this.syncedTail) >>> 0;
+    const outstanding = (published - this.syncedTail) >>> 0;
+    if (advanced > outstanding) return false;
+    for (let pos = this.syncedTail; pos !== tail; pos = (pos + 1) >>> 0) {
+      const i = pos & this.fifoMask;
+      const slot = this.fifoSlot[i];
+      if (slot >= 0) {
+        const bytes = this.pool.charged[slot];
+        const h = this.fifoHandles[i];
+        const uid = this.fifoUid[i];
+        this.user.ledger.commit(uid, 1, h, bytes);
+        this.ledger.commit(uid, 1, h, bytes);
+        this.pool.state[slot] = SLOT_RECEIVED;
+        const list = this.fifoHandleList[i];
+        if (list !== null) {
+          for (const handle of list) handle.refsInFlight--;
+          this.fifoHandleList[i] = null;
+        }
+      }
+    }
+    this.syncedTail = tail;
+    return true;
+  }
+
+  /** Withdraw an unread node-release (bus1: cancelled when a new holder appears first). */
+  cancelRelease(node: BusNode): void {
+    if (node.releaseOverflow !== null) {
+      node.releaseOverflow.kindWord = KIND_CANCELLED;
+      node.releaseOverflow = null;
+    }
+    const pos = node.releasePosition;
+    if (pos < 0) return;
+    node.releasePosition = -1;
+    // Only a descriptor the peer has not consumed may be withdrawn; a consumed slot may
+    // already hold another descriptor. The slot cannot be reused while we look, since
+    // only this thread writes descriptors.
+    const tail = Atomics.load(this.desc.ctl, RING_TAIL) >>> 0;
+    if (((pos - tail) >>> 0) >= ((this.desc.position - tail) >>> 0)) return;
+    // The peer may claim it concurrently; whoever swaps the kind word first wins.
+    Atomics.compareExchange(this.inI32, this.descWord(pos) + D_KIND, KIND_NODE_RELEASE, KIND_CANCELLED);
+  }
+
+  /** Publish descriptors, verdicts and the ack written during a batch; wake the peer if it sleeps. */
+  publish(): void {
+    this.inDirtyList = false;
+    if (this.descDirty) {
+      this.descDirty = false;
+      if (this.desc.commit()) this.desc.wakeConsumer();
+    }
+    if (this.verdictDirty) {
+      this.verdictDirty = false;
+      this.verdicts.commit();
+    }
+    if (this.ackDirty) {
+      this.ackDirty = false;
+      Atomics.store(this.ctl, CTL_ACKED, this.acked | 0);
+      if (Atomics.load(this.ctl, CTL_ACK_WAITING) !== 0) Atomics.notify(this.ctl, CTL_ACKED);
+    }
+  }
+
+  /** Mark the peer shut down and wake every wait it may be in. */
+  shutDown(state: number, reason: number): void {
+    this.open = false;
+    Atomics.store(this.ctl, 2, reason);
+    if (Atomics.load(this.ctl, CTL_STATE) === STATE_OPEN) Atomics.store(this.ctl, CTL_STATE, state);
+    Atomics.notify(this.ctl, CTL_ACKED);
+    Atomics.notify(this.desc.ctl, RING_HEAD);
+    Atomics.notify(this.out.ctl, RING_TAIL);
+  }
+
+  isSlotQueued(slot: number): boolean {
+    return this.pool.state[slot] === SLOT_QUEUED;
+  }
+}

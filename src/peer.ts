@@ -1,0 +1,729 @@
+/*
+ * A peer's API (bus1 peer.c, user side): send, receive, release, nodes, close.
+ *
+ * A Peer lives in one thread (usually its own worker) and touches only its own memory:
+ *   - it is the single producer of its OUT ring (requests to the coordinator);
+ *   - it is the single consumer of its IN descriptor and verdict rings, and reads
+ *     payloads in place from its pool.
+ *
+ * Requests and verdicts: every request that can fail carries a reqId (u32, never 0).
+ * The coordinator processes a peer's requests in order, writes a verdict record only for
+ * a failure or a request that returns values, and then publishes CTL_ACKED = the last
+ * reqId it processed. So the peer learns "everything up to N succeeded, except those
+ * with a verdict" from one word; success costs no record, and many sends are settled by
+ * one load. Pending requests live in a FIFO in reqId order.
+ *
+ * Backpressure: when the OUT ring is full, records wait in `backlog` (in order; every
+ * later record queues behind them) until the coordinator frees space. Synchronous
+ * operations (createNode, releaseHandle) drain the backlog first, blocking with a timeout.
+ *
+ * Waiting: spin briefly, then sleep with a sleeping flag so the coordinator notifies only
+ * when this thread really sleeps (shared/wait.ts). Every wait has a timeout; the loops
+ * re-check the peer state, so bus shutdown, disconnect or coordinator death surface as
+ * ESHUTDOWN rather than a hang.
+ */
+
+import type { MessagePort } from 'node:worker_threads';
+import {
+  OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE,
+  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
+  CTL_STATE, CTL_OPENED, CTL_ACKED, CTL_ACK_WAITING, CTL_REASON, STATE_OPEN, STATE_CLOSED, REASON_PROTOCOL,
+  VERDICT_SLOTS, VERDICT_SLOT_BYTES, DESC_SLOT_BYTES, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
+  D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE,
+  KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT, RING_HEAD, RING_TAIL, RING_CONSUMER_SLEEPING,
+  RING_PRODUCER_SLEEPING, align8,
+} from '../shared/layout.js';
+import { ByteRingWriter, SlotRingReader, RING_EMPTY } from '../shared/ring.js';
+import { SPIN_LOADS, spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync } from '../shared/wait.js';
+import { BusError, errorFromWire } from './errors.js';
+import { Message, type HandleId, type SliceOwner } from './message.js';
+import { type PeerTicket, checkTicket } from './ticket.js';
+import type { Limits } from './coordinator/ledger.js';
+
+/** How long a synchronous request (createNode, releaseHandle) waits for the coordinator. */
+export const SYNC_TIMEOUT_MS = 30_000;
+/** Sleep chunk of blocking waits; state is re-checked after each. */
+const WAIT_CHUNK_MS = 100;
+
+const K_SEND = 1, K_POST = 2, K_QUERY = 3, K_VOID = 4, K_SYNC = 5, K_PARTIAL = 6, K_BARRIER = 7;
+
+export interface SendOptions {
+  /** Handles to pass along; the receiver gets its own ids for them. */
+  handles?: HandleId[];
+}
+
+export interface MulticastOptions extends SendOptions {
+  /** Deliver to the destinations that accept and report the others, instead of all-or-nothing. */
+  partial?: true;
+}
+
+/** Result of a partial multicast: who got it and who refused, with why. */
+export interface SendReport {
+  delivered: HandleId[];
+  refused: Array<{ destination: HandleId; error: BusError }>;
+}
+
+/** Result of flush(): every post() rejected since the previous flush(), with its id. */
+export interface PostReport {
+  rejected: Array<{ id: number; error: BusError }>;
+}
+
+export interface QueryResult {
+  limits: Limits;
+  remaining: Limits;
+}
+
+type Resolve = (v: unknown) => void;
+type Reject = (e: unknown) => void;
+
+function shutdown(what: string): BusError {
+  return new BusError('ESHUTDOWN', `${what}: the peer is closed or the bus is shut down`);
+}
+
+function invalid(msg: string): BusError {
+  return new BusError('EINVAL', msg);
+}
+
+function checkHandleId(h: unknown, what: string): number {
+  if (typeof h !== 'number' || !Number.isInteger(h) || h <= 0 || h > 0xffffffff) {
+    throw invalid(`${what}: ${String(h)} is not a handle id (a positive integer)`);
+  }
+  return h;
+}
+
+export class Peer implements AsyncIterable<Message>, SliceOwner {
+  readonly uid: number;
+  #ticket: PeerTicket;
+  #out: ByteRingWriter;
+  #outBuf: Buffer;
+  #verdicts: SlotRingReader;
+  #desc: SlotRingReader;
+  #ctl: Int32Array;
+  #inSab: SharedArrayBuffer;
+  #inI32: Int32Array;
+  #doorbell: Int32Array;
+  #port: MessagePort | null;
+  #maxMessageBytes: number;
+  #closed = false;
+  #coordinatorGone = false;
+  #nextReq = 1;
+  // Pending requests, a FIFO in reqId order (parallel arrays; #head is the front).
+  #pReq: number[] = [];
+  #pKind: number[] = [];
+  #pResolve: (Resolve | null)[] = [];
+  #pReject: (Reject | null)[] = [];
+  #pExtra: unknown[] = [];
+  #head = 0;
+  #backlog: Array<{ op: number; body: Uint8Array }> = [];
+  #pumpScheduled = false;
+  #pumpSleeping = false;
+  #asyncRecvWaiters = 0;
+  #rejectedPosts: Array<{ id: number; error: BusError }> = [];
+  // The last synchronous request's outcome.
+  #syncDone = false;
+  #syncError: BusError | null = null;
+  #syncValue = 0;
+  #pumpFn = () => this.#pump();
+
+  private constructor(ticket: PeerTicket) {
+    this.#ticket = ticket;
+    this.uid = ticket.uid;
+    const m = ticket;
+    this.#out = new ByteRingWriter(m.outSab, 0, m.outRingBytes);
+    this.#outBuf = Buffer.from(m.outSab, this.#out.u8.byteOffset, m.outRingBytes);
+    this.#verdicts = new SlotRingReader(m.inSab, m.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
+    this.#desc = new SlotRingReader(m.inSab, m.descriptorOffset, m.descriptorSlots, DESC_SLOT_BYTES);
+    this.#ctl = new Int32Array(m.inSab, 0, 64);
+    this.#inSab = m.inSab;
+    this.#inI32 = new Int32Array(m.inSab, 0, m.inSab.byteLength >> 2);
+    this.#doorbell = new Int32Array(m.doorbell);
+    this.#maxMessageBytes = m.maxMessageBytes;
+    this.#port = m.port ?? null;
+    if (this.#port !== null) {
+      // Closing of the other end means the coordinator thread is gone.
+      this.#port.on('close', () => {
+        this.#coordinatorGone = true;
+        Atomics.notify(this.#ctl, CTL_ACKED);
+        Atomics.notify(this.#desc.ctl, RING_HEAD);
+      });
+      this.#port.unref();
+    }
+  }
+
+  /** Open the peer a ticket names. A ticket can be opened once. */
+  static open(ticket: PeerTicket): Peer {
+    checkTicket(ticket, 'Peer.open');
+    const ctl = new Int32Array(ticket.inSab, 0, 64);
+    if (Atomics.compareExchange(ctl, CTL_OPENED, 0, 1) !== 0) {
+      throw invalid('Peer.open: this ticket was already used; ask the bus owner for a new one');
+    }
+    if (Atomics.load(ctl, CTL_STATE) !== STATE_OPEN) throw shutdown('Peer.open');
+    return new Peer(ticket);
+  }
+
+  /** True until close(), disconnection by the coordinator, or bus shutdown. */
+  get isOpen(): boolean {
+    return !this.#closed && !this.#coordinatorGone && Atomics.load(this.#ctl, CTL_STATE) === STATE_OPEN;
+  }
+
+  /** Why the coordinator cut this peer off, if it did: 'protocol' (bad requests) or 'thread-exit'. */
+  get disconnectReason(): 'protocol' | 'thread-exit' | null {
+    const r = Atomics.load(this.#ctl, CTL_REASON);
+    return r === 0 ? null : r === REASON_PROTOCOL ? 'protocol' : 'thread-exit';
+  }
+
+  // ---- nodes and handles ------------------------------------------------------------------
+
+  /** A new node owned by this peer; returns this peer's handle id for it. */
+  createNode(): HandleId {
+    this.#syncRequest('createNode', OP_CREATE_NODE, 0);
+    return this.#syncValue;
+  }
+
+  /** Drop one reference to a handle (bus1 HANDLE_RELEASE). */
+  releaseHandle(h: HandleId): void {
+    checkHandleId(h, 'releaseHandle');
+    this.#syncRequest('releaseHandle', OP_RELEASE_HANDLE, h);
+  }
+
+  /** Destroy nodes this peer owns, in one transaction: every holder gets node-destroy. */
+  destroyNodes(nodes: HandleId[]): Promise<void> {
+    try {
+      this.#assertOpen('destroyNodes');
+      if (!Array.isArray(nodes)) throw invalid('destroyNodes: expects an array of handle ids');
+      if (nodes.length > MAX_DESTINATIONS) throw invalid(`destroyNodes: at most ${MAX_DESTINATIONS} nodes at once`);
+      const seen = new Set<number>();
+      for (const h of nodes) {
+        checkHandleId(h, 'destroyNodes');
+        if (seen.has(h)) throw new BusError('ENOTUNIQ', `destroyNodes: handle ${h} is named twice`);
+        seen.add(h);
+      }
+      const reqId = this.#takeReq();
+      const body = new Int32Array(2 + nodes.length);
+      body[0] = reqId;
+      body[1] = nodes.length;
+      body.set(nodes, 2);
+      this.#writeRecord(OP_DESTROY_NODES, new Uint8Array(body.buffer));
+      return this.#expect(reqId, K_VOID, 'destroyNodes') as Promise<void>;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The peer's limits and what remains of them (bus1 PEER_QUERY). */
+  query(): Promise<QueryResult> {
+    try {
+      this.#assertOpen('query');
+      const reqId = this.#takeReq();
+      this.#writeRecord(OP_QUERY, new Uint8Array(new Int32Array([reqId, 0]).buffer));
+      return this.#expect(reqId, K_QUERY, 'query') as Promise<QueryResult>;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // ---- send ---------------------------------------------------------------------------
+
+  /**
+   * Send `data` (and handles) to one node, or atomically to several (multicast: all or
+   * none). Resolves once the coordinator has committed it; rejects with BusError.
+   */
+  send(to: HandleId | HandleId[], data: Uint8Array | string, opts?: SendOptions): Promise<void>;
+  send(to: HandleId[], data: Uint8Array | string, opts: MulticastOptions & { partial: true }): Promise<SendReport>;
+  send(to: HandleId | HandleId[], data: Uint8Array | string, opts?: MulticastOptions): Promise<void | SendReport> {
+    try {
+      const partial = opts?.partial === true;
+      const reqId = this.#writeSend('send', to, data, opts?.handles, partial ? SEND_FLAG_PARTIAL : 0);
+      return this.#expect(reqId, partial ? K_PARTIAL : K_SEND, partial ? (to as HandleId[]).slice() : null) as Promise<void | SendReport>;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * The high-throughput form of send: no promise per message. Returns the request id;
+   * bad arguments throw at once, and every message the coordinator rejects is reported
+   * by the next flush() with its id and BusError.
+   */
+  post(to: HandleId | HandleId[], data: Uint8Array | string, opts?: SendOptions): number {
+    const reqId = this.#writeSend('post', to, data, opts?.handles, 0);
+    this.#pend(reqId, K_POST, null, null, null);
+    return reqId;
+  }
+
+  /** Wait until every post() so far has a verdict; returns (and forgets) the rejected ones. */
+  flush(): Promise<PostReport> {
+    if (this.#pReq.length - this.#head === 0) return Promise.resolve(this.#takeRejected());
+    const last = (this.#nextReq - 1) >>> 0 || 0xffffffff;
+    return this.#expect(last, K_BARRIER, 'flush') as Promise<PostReport>;
+  }
+
+  #takeRejected(): PostReport {
+    const rejected = this.#rejectedPosts;
+    this.#rejectedPosts = [];
+    return { rejected };
+  }
+
+  #writeSend(what: string, to: HandleId | HandleId[], data: Uint8Array | string, handles: HandleId[] | undefined, flags: number): number {
+    this.#assertOpen(what);
+    let ndest: number;
+    if (typeof to === 'number') {
+      checkHandleId(to, what);
+      ndest = 1;
+    } else if (Array.isArray(to)) {
+      ndest = to.length;
+      if (ndest === 0) throw invalid(`${what}: no destination given`);
+      if (ndest > MAX_DESTINATIONS) throw invalid(`${what}: at most ${MAX_DESTINATIONS} destinations`);
+      for (let i = 0; i < ndest; i++) {
+        checkHandleId(to[i], what);
+        for (let j = 0; j < i; j++) {
+          if (to[j] === to[i]) throw new BusError('ENOTUNIQ', `${what}: destination ${to[i]} is named twice`);
+        }
+      }
+    } else {
+      throw invalid(`${what}: the destination must be a handle id or an array of them`);
+    }
+    let nh = 0;
+    if (handles !== undefined) {
+      if (!Array.isArray(handles)) throw invalid(`${what}: opts.handles must be an array of handle ids`);
+      nh = handles.length;
+      if (nh > MAX_HANDLES_PER_MESSAGE) throw invalid(`${what}: at most ${MAX_HANDLES_PER_MESSAGE} handles per message`);
+      for (let i = 0; i < nh; i++) checkHandleId(handles[i], what);
+    }
+    let plen: number;
+    const isString = typeof data === 'string';
+    if (isString) plen = Buffer.byteLength(data, 'utf8');
+    else if (data instanceof Uint8Array) plen = data.byteLength;
+    else throw invalid(`${what}: data must be a Uint8Array or a string`);
+    if (plen > this.#maxMessageBytes) {
+      throw new BusError('EMSGSIZE', `${what}: message of ${plen} bytes is larger than the bus allows (${this.#maxMessageBytes})`);
+    }
+    const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
+    const bodyBytes = idsBytes + plen;
+    const reqId = this.#takeReq();
+    let i32: Int32Array, u8: Uint8Array, at: number, buf: Buffer;
+    let spill: Uint8Array | null = null;
+    const direct = this.#backlog.length === 0 ? this.#out.reserve(bodyBytes, OP_SEND) : -1;
+    if (direct >= 0) {
+      i32 = this.#out.i32; u8 = this.#out.u8; buf = this.#outBuf; at = direct;
+    } else {
+      spill = new Uint8Array(align8(bodyBytes));
+      i32 = new Int32Array(spill.buffer); u8 = spill; buf = Buffer.from(spill.buffer); at = 0;
+    }
+    let w = at >> 2;
+    i32[w] = reqId; i32[w + 1] = flags; i32[w + 2] = ndest; i32[w + 3] = nh; i32[w + 4] = plen; i32[w + 5] = 0;
+    w += SEND_HEADER_WORDS;
+    if (typeof to === 'number') i32[w++] = to;
+    else for (let i = 0; i < ndest; i++) i32[w++] = to[i];
+    for (let i = 0; i < nh; i++) i32[w++] = handles![i];
+    const p = at + idsBytes;
+    if (isString) {
+      if (plen > 0) buf.write(data as string, p, plen, 'utf8');
+    } else if (plen <= 32) {
+      const d = data as Uint8Array;
+      for (let i = 0; i < plen; i++) u8[p + i] = d[i];
+    } else {
+      u8.set(data as Uint8Array, p);
+    }
+    if (spill === null) {
+      if (this.#out.commit()) this.#kick();
+    } else {
+      this.#backlog.push({ op: OP_SEND, body: spill.subarray(0, bodyBytes) });
+    }
+    return reqId;
+  }
+
+  // ---- receive --------------------------------------------------------------------------
+
+  /** The next message or notification, or undefined when none is queued. */
+  tryRecv(): Message | undefined {
+    if (this.#closed || Atomics.load(this.#ctl, CTL_STATE) !== STATE_OPEN || this.#coordinatorGone) {
+      throw shutdown('recv');
+    }
+    const desc = this.#desc;
+    const i32 = desc.i32;
+    for (;;) {
+      const at = desc.read();
+      if (at === RING_EMPTY) return undefined;
+      let word = i32[at + D_KIND];
+      let kind = word & KIND_MASK;
+      if (kind === KIND_NODE_RELEASE) {
+        // The coordinator may withdraw it concurrently; claim it first.
+        if (Atomics.compareExchange(i32, at + D_KIND, KIND_NODE_RELEASE, KIND_CLAIMED) !== KIND_NODE_RELEASE) kind = 0;
+      }
+      if (kind !== KIND_DATA && kind !== KIND_NODE_DESTROY && kind !== KIND_NODE_RELEASE) {
+        desc.consume();
+        desc.release();
+        continue;
+      }
+      const dest = i32[at + D_DEST] >>> 0;
+      const seq = desc.f64[(at >> 1) + D_SEQ_F64];
+      const uid = desc.f64[(at >> 1) + D_UID_F64];
+      let msg: Message;
+      if (kind === KIND_DATA) {
+        const offset = i32[at + D_OFFSET] >>> 0;
+        const bytes = i32[at + D_BYTES] >>> 0;
+        const nh = word >>> DESC_NHANDLES_SHIFT;
+        let handles: HandleId[] | null = null;
+        if (nh > 0) {
+          handles = new Array(nh);
+          const hw = (offset + ((bytes + 3) & ~3)) >> 2;
+          for (let i = 0; i < nh; i++) handles[i] = this.#inI32[hw + i] >>> 0;
+        }
+        msg = new Message('data', dest, new Uint8Array(this.#inSab, offset, bytes), handles, uid, seq,
+          (word & DESC_CONTINUE) !== 0, this, offset);
+      } else {
+        msg = new Message(kind === KIND_NODE_DESTROY ? 'node-destroy' : 'node-release', dest, null, null, uid, seq,
+          (word & DESC_CONTINUE) !== 0, null, 0);
+      }
+      desc.consume();
+      desc.release();
+      return msg;
+    }
+  }
+
+  /** The next message; waits for one. Rejects with ESHUTDOWN once the peer is closed. */
+  async recv(opts?: { signal?: AbortSignal }): Promise<Message> {
+    const signal = opts?.signal;
+    const head = this.#desc.ctl;
+    for (;;) {
+      const m = this.tryRecv();
+      if (m !== undefined) return m;
+      if (signal?.aborted) throw signal.reason;
+      const seen = Atomics.load(head, RING_HEAD);
+      if (spinWhileEqual(head, RING_HEAD, seen, SPIN_LOADS)) continue;
+      this.#asyncRecvWaiters++;
+      Atomics.store(head, RING_CONSUMER_SLEEPING, 1);
+      try {
+        const r = sleepWhileEqualAsync(head, RING_HEAD, seen, -1, 1000);
+        if (typeof r !== 'string') {
+          if (signal === undefined) await r;
+          else await abortable(r, signal, () => Atomics.notify(head, RING_HEAD));
+        }
+      } finally {
+        if (--this.#asyncRecvWaiters === 0) Atomics.store(head, RING_CONSUMER_SLEEPING, 0);
+      }
+    }
+  }
+
+  /**
+   * Blocking receive for threads that may block (workers): spin, then Atomics.wait.
+   * Returns undefined after `timeoutMs` without a message. Faster than recv() because a
+   * blocked thread is woken directly rather than through its event loop.
+   */
+  recvSync(timeoutMs = Infinity): Message | undefined {
+    const deadline = performance.now() + timeoutMs;
+    const desc = this.#desc;
+    for (;;) {
+      const m = this.tryRecv();
+      if (m !== undefined) return m;
+      const left = deadline - performance.now();
+      if (left <= 0) return undefined;
+      const seen = Atomics.load(desc.ctl, RING_HEAD);
+      desc.waitForData(seen, Math.min(left, WAIT_CHUNK_MS));
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    for (;;) {
+      let m: Message;
+      try {
+        m = await this.recv();
+      } catch (e) {
+        if (e instanceof BusError && e.code === 'ESHUTDOWN') return;
+        throw e;
+      }
+      yield m;
+    }
+  }
+
+  /** @internal SLICE_RELEASE, called by Message.release(). */
+  releaseSlice(offset: number): void {
+    if (!this.isOpen) return; // the coordinator already took the whole pool back
+    const body = this.#small;
+    body[0] = 0;
+    body[1] = offset;
+    this.#writeRecord(OP_RELEASE_SLICE, this.#smallU8);
+  }
+  #small = new Int32Array(2);
+  #smallU8 = new Uint8Array(this.#small.buffer);
+
+  // ---- close --------------------------------------------------------------------------
+
+  /** Disconnect: nodes destroyed (holders told), handles released, queue dropped. Later calls: ESHUTDOWN. */
+  async close(): Promise<void> {
+    this.#assertOpen('close');
+    const reqId = this.#takeReq();
+    this.#writeRecord(OP_CLOSE, new Uint8Array(new Int32Array([reqId, 0]).buffer));
+    try {
+      await this.#expect(reqId, K_VOID, 'close');
+    } catch (e) {
+      // Shut down underneath us: closed all the same.
+      if (!(e instanceof BusError && e.code === 'ESHUTDOWN')) throw e;
+    } finally {
+      this.#closed = true;
+      this.#port?.close();
+      this.#port = null;
+    }
+  }
+
+  // ---- internals ------------------------------------------------------------------------
+
+  #assertOpen(what: string): void {
+    if (!this.isOpen) throw shutdown(what);
+  }
+
+  #takeReq(): number {
+    const id = this.#nextReq;
+    this.#nextReq = (id + 1) >>> 0 || 1;
+    return id;
+  }
+
+  #kick(): void {
+    Atomics.add(this.#doorbell, 0, 1);
+    Atomics.notify(this.#doorbell, 0, 1);
+  }
+
+  /** Write (or queue behind the backlog) one small record; the body starts with its reqId. */
+  #writeRecord(op: number, body: Uint8Array): void {
+    if (this.#backlog.length === 0) {
+      const at = this.#out.reserve(body.byteLength, op);
+      if (at >= 0) {
+        this.#out.u8.set(body, at);
+        if (this.#out.commit()) this.#kick();
+        return;
+      }
+    }
+    this.#backlog.push({ op, body: body.slice() });
+    this.#schedulePump();
+  }
+
+  /** Move queued records into the ring while they fit. True when the backlog is empty. */
+  #flushBacklog(): boolean {
+    const q = this.#backlog;
+    if (q.length === 0) return true;
+    let n = 0;
+    while (n < q.length) {
+      const r = q[n];
+      const at = this.#out.reserve(r.body.byteLength, r.op);
+      if (at < 0) break;
+      this.#out.u8.set(r.body, at);
+      n++;
+    }
+    if (n > 0) {
+      q.splice(0, n);
+      if (this.#out.commit()) this.#kick();
+    }
+    return q.length === 0;
+  }
+
+  #pend(reqId: number, kind: number, resolve: Resolve | null, reject: Reject | null, extra: unknown): void {
+    this.#pReq.push(reqId);
+    this.#pKind.push(kind);
+    this.#pResolve.push(resolve);
+    this.#pReject.push(reject);
+    this.#pExtra.push(extra);
+    this.#schedulePump();
+  }
+
+  #expect(reqId: number, kind: number, extra: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => this.#pend(reqId, kind, resolve, reject, extra));
+  }
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled || this.#pumpSleeping) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(this.#pumpFn);
+  }
+
+  /** Settle what the coordinator has acknowledged; keep waiting (async) while anything is pending. */
+  #pump(): void {
+    this.#pumpScheduled = false;
+    for (;;) {
+      this.#settle();
+      const idle = this.#flushBacklog() && this.#pReq.length === this.#head;
+      if (idle) return;
+      if (!this.isOpen) {
+        this.#failAll();
+        return;
+      }
+      const waitSpace = this.#backlog.length > 0;
+      const ctl = waitSpace ? this.#out.ctl : this.#ctl;
+      const index = waitSpace ? RING_TAIL : CTL_ACKED;
+      const seen = Atomics.load(ctl, index);
+      if (spinWhileEqual(ctl, index, seen, SPIN_LOADS)) continue;
+      const r = sleepWhileEqualAsync(ctl, index, seen, waitSpace ? RING_PRODUCER_SLEEPING : CTL_ACK_WAITING, 1000);
+      if (typeof r === 'string') continue;
+      this.#pumpSleeping = true;
+      void r.then(() => {
+        this.#pumpSleeping = false;
+        this.#pump();
+      });
+      return;
+    }
+  }
+
+  /** Resolve or reject every pending request up to CTL_ACKED, matching verdict records. */
+  #settle(): void {
+    if (this.#pReq.length === this.#head) return;
+    const acked = Atomics.load(this.#ctl, CTL_ACKED) >>> 0;
+    const v = this.#verdicts;
+    let consumed = false;
+    while (this.#head < this.#pReq.length) {
+      const i = this.#head;
+      const req = this.#pReq[i];
+      if (((acked - req) >>> 0) >= 0x80000000) break; // req is after acked
+      const kind = this.#pKind[i];
+      const extra = this.#pExtra[i];
+      const name = typeof extra === 'string' ? extra : opName(kind);
+      let error: BusError | null = null;
+      let value: unknown = undefined;
+      let refused: SendReport['refused'] | null = null;
+      for (;;) {
+        const at = v.read();
+        if (at === RING_EMPTY) break;
+        const vreq = v.i32[at + V_REQ] >>> 0;
+        if (vreq !== req || kind === K_BARRIER) break;
+        const code = v.i32[at + V_CODE];
+        const f = (at >> 1) + V_VALUES_F64;
+        if (code !== 0) {
+          const err = errorFromWire(name, code, v.i32[at + V_RESOURCE], v.i32[at + V_DETAIL] >>> 0, v.f64[f]);
+          if (kind === K_PARTIAL) (refused ??= []).push({ destination: v.i32[at + V_DETAIL] >>> 0, error: err });
+          else error = err;
+        } else if (kind === K_QUERY) {
+          value = {
+            limits: { messages: v.f64[f], handles: v.f64[f + 1], bytes: v.f64[f + 2] },
+            remaining: { messages: v.f64[f + 3], handles: v.f64[f + 4], bytes: v.f64[f + 5] },
+          };
+        } else {
+          this.#syncValue = v.i32[at + V_DETAIL] >>> 0;
+        }
+        v.consume();
+        consumed = true;
+      }
+      const resolve = this.#pResolve[i];
+      const reject = this.#pReject[i];
+      this.#pResolve[i] = null;
+      this.#pReject[i] = null;
+      this.#pExtra[i] = null;
+      this.#head++;
+      switch (kind) {
+        case K_POST:
+          if (error !== null) this.#rejectedPosts.push({ id: req, error });
+          break;
+        case K_SYNC:
+          this.#syncDone = true;
+          this.#syncError = error;
+          break;
+        case K_BARRIER:
+          resolve!(this.#takeRejected());
+          break;
+        case K_PARTIAL: {
+          const dests = extra as HandleId[];
+          const no = new Set((refused ?? []).map((r) => r.destination));
+          resolve!({ delivered: dests.filter((d) => !no.has(d)), refused: refused ?? [] });
+          break;
+        }
+        default:
+          if (error !== null) reject!(error);
+          else resolve!(value);
+      }
+    }
+    if (consumed) v.release();
+    if (this.#head > 1024 && this.#head * 2 > this.#pReq.length) this.#compact();
+  }
+
+  #compact(): void {
+    const h = this.#head;
+    this.#pReq.splice(0, h);
+    this.#pKind.splice(0, h);
+    this.#pResolve.splice(0, h);
+    this.#pReject.splice(0, h);
+    this.#pExtra.splice(0, h);
+    this.#head = 0;
+  }
+
+  /** The peer is shut down: everything still pending fails with ESHUTDOWN. */
+  #failAll(): void {
+    this.#settle();
+    const closedByUs = Atomics.load(this.#ctl, CTL_STATE) === STATE_CLOSED;
+    while (this.#head < this.#pReq.length) {
+      const i = this.#head++;
+      const kind = this.#pKind[i];
+      const extra = this.#pExtra[i];
+      const err = shutdown(typeof extra === 'string' ? extra : opName(kind));
+      if (kind === K_POST) this.#rejectedPosts.push({ id: this.#pReq[i], error: err });
+      else if (kind === K_SYNC) { this.#syncDone = true; this.#syncError = err; }
+      else if (kind === K_BARRIER) this.#pResolve[i]!(this.#takeRejected());
+      else if (kind === K_VOID && closedByUs) this.#pResolve[i]!(undefined);
+      else this.#pReject[i]!(err);
+    }
+    this.#backlog.length = 0;
+  }
+
+  /** A request that must be answered before returning (createNode, releaseHandle). */
+  #syncRequest(what: string, op: number, arg: number): void {
+    this.#assertOpen(what);
+    const deadline = performance.now() + SYNC_TIMEOUT_MS;
+    // Everything queued earlier goes first, to keep this peer's requests in order.
+    while (!this.#flushBacklog()) this.#blockOn(this.#out.ctl, RING_TAIL, RING_PRODUCER_SLEEPING, deadline, what);
+    const reqId = this.#takeReq();
+    const body = this.#small;
+    body[0] = reqId;
+    body[1] = arg;
+    let at: number;
+    while ((at = this.#out.reserve(8, op)) < 0) this.#blockOn(this.#out.ctl, RING_TAIL, RING_PRODUCER_SLEEPING, deadline, what);
+    this.#out.u8.set(this.#smallU8, at);
+    if (this.#out.commit()) this.#kick();
+    this.#syncDone = false;
+    this.#syncError = null;
+    this.#pend(reqId, K_SYNC, null, null, what);
+    for (;;) {
+      this.#settle();
+      if (this.#syncDone) break;
+      this.#blockOn(this.#ctl, CTL_ACKED, CTL_ACK_WAITING, deadline, what);
+    }
+    if (this.#syncError !== null) throw this.#syncError;
+  }
+
+  /** One bounded blocking wait on a word; throws ESHUTDOWN when the peer is shut down or the coordinator is stuck. */
+  #blockOn(ctl: Int32Array, index: number, flag: number, deadline: number, what: string): void {
+    if (!this.isOpen) {
+      this.#failAll();
+      throw shutdown(what);
+    }
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      throw new BusError('ESHUTDOWN', `${what}: the coordinator did not answer within ${SYNC_TIMEOUT_MS} ms`);
+    }
+    const seen = Atomics.load(ctl, index);
+    if (spinWhileEqual(ctl, index, seen, SPIN_LOADS)) return;
+    sleepWhileEqual(ctl, index, seen, flag, Math.min(left, WAIT_CHUNK_MS));
+  }
+}
+
+function opName(kind: number): string {
+  switch (kind) {
+    case K_SEND: case K_PARTIAL: return 'send';
+    case K_POST: return 'post';
+    case K_QUERY: return 'query';
+    case K_SYNC: return 'request';
+    default: return 'request';
+  }
+}
+
+/** Await `p`, or reject with the signal's reason when it aborts first (waking the wait). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal, wake: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      wake();
+      reject(signal.reason);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(v);
+    }, reject);
+  });
+}
