@@ -46,7 +46,10 @@ export const OP_RELEASE_SLICE = 4;   // 0, pool offset
 export const OP_DESTROY_NODES = 5;   // reqId, n, handles[n]
 export const OP_QUERY = 6;           // reqId
 export const OP_CLOSE = 7;           // reqId
-export const OP_MAX = 7;
+export const OP_RELEASE_SLICES = 8;  // 0, n, pool offset[n]   (what a Peer writes: releases go in batches)
+export const OP_MAX = 8;
+/** Slice releases a peer gathers into one record. */
+export const RELEASE_BATCH = 64;
 
 /** Words before the id lists of an OP_SEND body. */
 export const SEND_HEADER_WORDS = 6;

@@ -214,6 +214,11 @@ export class ByteRingReader extends RingHeader {
     return Atomics.load(this.ctl, RING_PRODUCER_SLEEPING) !== 0;
   }
 
+  /** Bytes published and not yet released (as seen by this consumer). */
+  used(): number {
+    return (this.loadHead() - this.tail) >>> 0;
+  }
+
   /** True when the producer has published something not yet read. */
   hasData(): boolean {
     return this.loadHead() !== this.tail;

@@ -48,7 +48,8 @@ export function sleepWhileEqual(
     Atomics.store(i32, flagIndex, 0);
     return 'not-equal';
   }
-  const result = Atomics.wait(i32, index, seen, Math.min(timeoutMs, MAX_SLEEP_MS));
+  // Not Math.min: a NaN timeout (no timeout, to Atomics.wait) must be capped like Infinity.
+  const result = Atomics.wait(i32, index, seen, timeoutMs < MAX_SLEEP_MS ? timeoutMs : MAX_SLEEP_MS);
   Atomics.store(i32, flagIndex, 0);
   return result;
 }
@@ -61,7 +62,7 @@ export function sleepWhileEqual(
 export function sleepWhileEqualAsync(
   i32: Int32Array, index: number, seen: number, flagIndex: number, timeoutMs: number,
 ): Promise<WaitResult> | WaitResult {
-  const ms = Math.min(timeoutMs, MAX_SLEEP_MS);
+  const ms = timeoutMs < MAX_SLEEP_MS ? timeoutMs : MAX_SLEEP_MS; // NaN and Infinity -> MAX_SLEEP_MS
   if (flagIndex >= 0) Atomics.store(i32, flagIndex, 1);
   const w = Atomics.waitAsync(i32, index, seen, ms);
   if (!w.async) {

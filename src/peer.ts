@@ -25,7 +25,7 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import {
-  OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE,
+  OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICES, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE, RELEASE_BATCH,
   SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
   CTL_STATE, CTL_OPENED, CTL_ACKED, CTL_ACK_WAITING, CTL_REASON, STATE_OPEN, STATE_CLOSED, REASON_PROTOCOL,
   VERDICT_SLOTS, VERDICT_SLOT_BYTES, DESC_SLOT_BYTES, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
@@ -45,7 +45,7 @@ export const SYNC_TIMEOUT_MS = 30_000;
 /** Sleep chunk of blocking waits; state is re-checked after each. */
 const WAIT_CHUNK_MS = 100;
 
-const K_SEND = 1, K_POST = 2, K_QUERY = 3, K_VOID = 4, K_SYNC = 5, K_PARTIAL = 6, K_BARRIER = 7;
+const K_SEND = 1, K_QUERY = 3, K_VOID = 4, K_SYNC = 5, K_PARTIAL = 6, K_BARRIER = 7;
 
 export interface SendOptions {
   /** Handles to pass along; the receiver gets its own ids for them. */
@@ -75,6 +75,23 @@ export interface QueryResult {
 
 type Resolve = (v: unknown) => void;
 type Reject = (e: unknown) => void;
+
+/** One request waiting for the coordinator's verdict. */
+class PendingRequest {
+  error: BusError | null = null;
+  value: unknown = undefined;
+  refused: SendReport['refused'] | null = null;
+  constructor(
+    readonly req: number, readonly kind: number, readonly resolve: Resolve | null, readonly reject: Reject | null,
+    readonly extra: unknown,
+  ) {}
+}
+
+/** True when request id `a` comes after `b` (u32 ids that wrap). */
+function after(a: number, b: number): boolean {
+  const d = (a - b) >>> 0;
+  return d !== 0 && d < 0x80000000;
+}
 
 function shutdown(what: string): BusError {
   return new BusError('ESHUTDOWN', `${what}: the peer is closed or the bus is shut down`);
@@ -107,13 +124,13 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #closed = false;
   #coordinatorGone = false;
   #nextReq = 1;
-  // Pending requests, a FIFO in reqId order (parallel arrays; #head is the front).
-  #pReq: number[] = [];
-  #pKind: number[] = [];
-  #pResolve: (Resolve | null)[] = [];
-  #pReject: (Reject | null)[] = [];
-  #pExtra: unknown[] = [];
+  // Requests waiting for their verdict, in reqId order (#head is the front). post()s
+  // have no entry: a verdict that matches no entry is a rejected post.
+  #pending: PendingRequest[] = [];
   #head = 0;
+  /** reqId of the newest post(), and whether any post may still be unacknowledged. */
+  #lastPost = 0;
+  #postsInFlight = false;
   #backlog: Array<{ op: number; body: Uint8Array }> = [];
   #pumpScheduled = false;
   #pumpSleeping = false;
@@ -246,16 +263,18 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    * by the next flush() with its id and BusError.
    */
   post(to: HandleId | HandleId[], data: Uint8Array | string, opts?: SendOptions): number {
-    const reqId = this.#writeSend('post', to, data, opts?.handles, 0);
-    this.#pend(reqId, K_POST, null, null, null);
+    const reqId = this.#writeSend('post', to, data, opts?.handles, 0, true);
+    this.#lastPost = reqId;
+    this.#postsInFlight = true;
     return reqId;
   }
 
   /** Wait until every post() so far has a verdict; returns (and forgets) the rejected ones. */
   flush(): Promise<PostReport> {
-    if (this.#pReq.length - this.#head === 0) return Promise.resolve(this.#takeRejected());
-    const last = (this.#nextReq - 1) >>> 0 || 0xffffffff;
-    return this.#expect(last, K_BARRIER, 'flush') as Promise<PostReport>;
+    this.#settle();
+    if (!this.#postsInFlight) return Promise.resolve(this.#takeRejected());
+    if (!this.isOpen) return Promise.reject(shutdown('flush'));
+    return this.#expect(this.#lastPost, K_BARRIER, 'flush') as Promise<PostReport>;
   }
 
   #takeRejected(): PostReport {
@@ -264,7 +283,10 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     return { rejected };
   }
 
-  #writeSend(what: string, to: HandleId | HandleId[], data: Uint8Array | string, handles: HandleId[] | undefined, flags: number): number {
+  #writeSend(
+    what: string, to: HandleId | HandleId[], data: Uint8Array | string, handles: HandleId[] | undefined, flags: number,
+    block = false,
+  ): number {
     this.#assertOpen(what);
     let ndest: number;
     if (typeof to === 'number') {
@@ -303,7 +325,13 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     const reqId = this.#takeReq();
     let i32: Int32Array, u8: Uint8Array, at: number, buf: Buffer;
     let spill: Uint8Array | null = null;
-    const direct = this.#backlog.length === 0 ? this.#out.reserve(bodyBytes, OP_SEND) : -1;
+    let direct = this.#backlog.length === 0 ? this.#out.reserve(bodyBytes, OP_SEND) : -1;
+    if (direct < 0 && block) {
+      // post(): backpressure by waiting for ring space rather than queueing a copy.
+      const deadline = performance.now() + SYNC_TIMEOUT_MS;
+      while (!this.#flushBacklog()) this.#blockForSpace(deadline, what);
+      while ((direct = this.#out.reserve(bodyBytes, OP_SEND)) < 0) this.#blockForSpace(deadline, what);
+    }
     if (direct >= 0) {
       i32 = this.#out.i32; u8 = this.#out.u8; buf = this.#outBuf; at = direct;
     } else {
@@ -344,7 +372,11 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     const i32 = desc.i32;
     for (;;) {
       const at = desc.read();
-      if (at === RING_EMPTY) return undefined;
+      if (at === RING_EMPTY) {
+        // About to wait, or to return to a caller that may: let the coordinator see our releases.
+        this.#flushReleases();
+        return undefined;
+      }
       let word = i32[at + D_KIND];
       let kind = word & KIND_MASK;
       if (kind === KIND_NODE_RELEASE) {
@@ -437,16 +469,32 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     }
   }
 
-  /** @internal SLICE_RELEASE, called by Message.release(). */
+  /**
+   * @internal SLICE_RELEASE, called by Message.release(). Releases are gathered into one
+   * record of up to RELEASE_BATCH offsets, written when the batch is full, when this
+   * thread is about to wait, before any other request, or at the end of the current
+   * task (microtask), so that the coordinator sees them promptly without a record each.
+   */
   releaseSlice(offset: number): void {
     if (!this.isOpen) return; // the coordinator already took the whole pool back
-    const body = this.#small;
-    body[0] = 0;
-    body[1] = offset;
-    this.#writeRecord(OP_RELEASE_SLICE, this.#smallU8);
+    const n = this.#releases[1];
+    this.#releases[2 + n] = offset;
+    this.#releases[1] = n + 1;
+    if (n + 1 === RELEASE_BATCH) this.#flushReleases();
+    else if (n === 0) queueMicrotask(this.#flushReleasesFn);
   }
+  #releases = new Int32Array(2 + RELEASE_BATCH);
+  #releasesU8 = new Uint8Array(this.#releases.buffer);
+  #flushReleasesFn = () => this.#flushReleases();
   #small = new Int32Array(2);
   #smallU8 = new Uint8Array(this.#small.buffer);
+
+  #flushReleases(): void {
+    const n = this.#releases[1];
+    if (n === 0) return;
+    if (this.isOpen) this.#writeRecordRaw(OP_RELEASE_SLICES, this.#releasesU8.subarray(0, 8 + 4 * n));
+    this.#releases[1] = 0;
+  }
 
   // ---- close --------------------------------------------------------------------------
 
@@ -486,6 +534,11 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   /** Write (or queue behind the backlog) one small record; the body starts with its reqId. */
   #writeRecord(op: number, body: Uint8Array): void {
+    this.#flushReleases();
+    this.#writeRecordRaw(op, body);
+  }
+
+  #writeRecordRaw(op: number, body: Uint8Array): void {
     if (this.#backlog.length === 0) {
       const at = this.#out.reserve(body.byteLength, op);
       if (at >= 0) {
@@ -517,13 +570,15 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     return q.length === 0;
   }
 
-  #pend(reqId: number, kind: number, resolve: Resolve | null, reject: Reject | null, extra: unknown): void {
-    this.#pReq.push(reqId);
-    this.#pKind.push(kind);
-    this.#pResolve.push(resolve);
-    this.#pReject.push(reject);
-    this.#pExtra.push(extra);
+  #pend(reqId: number, kind: number, resolve: Resolve | null, reject: Reject | null, extra: unknown): PendingRequest {
+    const p = new PendingRequest(reqId, kind, resolve, reject, extra);
+    this.#pending.push(p);
     this.#schedulePump();
+    return p;
+  }
+
+  #hasPending(): boolean {
+    return this.#head < this.#pending.length;
   }
 
   #expect(reqId: number, kind: number, extra: unknown): Promise<unknown> {
@@ -541,7 +596,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     this.#pumpScheduled = false;
     for (;;) {
       this.#settle();
-      const idle = this.#flushBacklog() && this.#pReq.length === this.#head;
+      const idle = this.#flushBacklog() && !this.#hasPending();
       if (idle) return;
       if (!this.isOpen) {
         this.#failAll();
@@ -563,101 +618,98 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     }
   }
 
-  /** Resolve or reject every pending request up to CTL_ACKED, matching verdict records. */
+  /**
+   * Settle everything the coordinator has acknowledged (up to CTL_ACKED): verdict records
+   * are matched, in order, to pending entries; one that matches no entry is a rejected
+   * post(). Entries without a verdict succeeded.
+   */
   #settle(): void {
-    if (this.#pReq.length === this.#head) return;
     const acked = Atomics.load(this.#ctl, CTL_ACKED) >>> 0;
     const v = this.#verdicts;
+    const q = this.#pending;
     let consumed = false;
-    while (this.#head < this.#pReq.length) {
-      const i = this.#head;
-      const req = this.#pReq[i];
-      if (((acked - req) >>> 0) >= 0x80000000) break; // req is after acked
-      const kind = this.#pKind[i];
-      const extra = this.#pExtra[i];
-      const name = typeof extra === 'string' ? extra : opName(kind);
-      let error: BusError | null = null;
-      let value: unknown = undefined;
-      let refused: SendReport['refused'] | null = null;
-      for (;;) {
-        const at = v.read();
-        if (at === RING_EMPTY) break;
-        const vreq = v.i32[at + V_REQ] >>> 0;
-        if (vreq !== req || kind === K_BARRIER) break;
-        const code = v.i32[at + V_CODE];
-        const f = (at >> 1) + V_VALUES_F64;
-        if (code !== 0) {
-          const err = errorFromWire(name, code, v.i32[at + V_RESOURCE], v.i32[at + V_DETAIL] >>> 0, v.f64[f]);
-          if (kind === K_PARTIAL) (refused ??= []).push({ destination: v.i32[at + V_DETAIL] >>> 0, error: err });
-          else error = err;
-        } else if (kind === K_QUERY) {
-          value = {
-            limits: { messages: v.f64[f], handles: v.f64[f + 1], bytes: v.f64[f + 2] },
-            remaining: { messages: v.f64[f + 3], handles: v.f64[f + 4], bytes: v.f64[f + 5] },
-          };
-        } else {
-          this.#syncValue = v.i32[at + V_DETAIL] >>> 0;
-        }
-        v.consume();
-        consumed = true;
+    for (;;) {
+      const at = v.read();
+      if (at === RING_EMPTY) break;
+      const vreq = v.i32[at + V_REQ] >>> 0;
+      if (after(vreq, acked)) break;
+      // Entries before this verdict had none: they succeeded.
+      while (this.#head < q.length && after(vreq, q[this.#head].req)) this.#finish(q[this.#head++]);
+      const head = this.#head < q.length ? q[this.#head] : null;
+      const owner = head !== null && head.req === vreq && head.kind !== K_BARRIER ? head : null;
+      const code = v.i32[at + V_CODE];
+      const f = (at >> 1) + V_VALUES_F64;
+      const name = owner === null ? 'post' : typeof owner.extra === 'string' ? owner.extra : opName(owner.kind);
+      if (code !== 0) {
+        const detail = v.i32[at + V_DETAIL] >>> 0;
+        const err = errorFromWire(name, code, v.i32[at + V_RESOURCE], detail, v.f64[f]);
+        if (owner === null) this.#rejectedPosts.push({ id: vreq, error: err });
+        else if (owner.kind === K_PARTIAL) (owner.refused ??= []).push({ destination: detail, error: err });
+        else owner.error = err;
+      } else if (owner !== null && owner.kind === K_QUERY) {
+        owner.value = {
+          limits: { messages: v.f64[f], handles: v.f64[f + 1], bytes: v.f64[f + 2] },
+          remaining: { messages: v.f64[f + 3], handles: v.f64[f + 4], bytes: v.f64[f + 5] },
+        };
+      } else if (owner !== null) {
+        owner.value = v.i32[at + V_DETAIL] >>> 0;
       }
-      const resolve = this.#pResolve[i];
-      const reject = this.#pReject[i];
-      this.#pResolve[i] = null;
-      this.#pReject[i] = null;
-      this.#pExtra[i] = null;
-      this.#head++;
-      switch (kind) {
-        case K_POST:
-          if (error !== null) this.#rejectedPosts.push({ id: req, error });
-          break;
-        case K_SYNC:
-          this.#syncDone = true;
-          this.#syncError = error;
-          break;
-        case K_BARRIER:
-          resolve!(this.#takeRejected());
-          break;
-        case K_PARTIAL: {
-          const dests = extra as HandleId[];
-          const no = new Set((refused ?? []).map((r) => r.destination));
-          resolve!({ delivered: dests.filter((d) => !no.has(d)), refused: refused ?? [] });
-          break;
-        }
-        default:
-          if (error !== null) reject!(error);
-          else resolve!(value);
-      }
+      v.consume();
+      consumed = true;
     }
     if (consumed) v.release();
-    if (this.#head > 1024 && this.#head * 2 > this.#pReq.length) this.#compact();
+    while (this.#head < q.length && !after(q[this.#head].req, acked)) this.#finish(q[this.#head++]);
+    if (this.#postsInFlight && !after(this.#lastPost, acked)) this.#postsInFlight = false;
+    if (this.#head === q.length) {
+      q.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > q.length) {
+      q.splice(0, this.#head);
+      this.#head = 0;
+    }
   }
 
-  #compact(): void {
-    const h = this.#head;
-    this.#pReq.splice(0, h);
-    this.#pKind.splice(0, h);
-    this.#pResolve.splice(0, h);
-    this.#pReject.splice(0, h);
-    this.#pExtra.splice(0, h);
-    this.#head = 0;
+  #finish(p: PendingRequest): void {
+    switch (p.kind) {
+      case K_SYNC:
+        this.#syncDone = true;
+        this.#syncError = p.error;
+        this.#syncValue = typeof p.value === 'number' ? p.value : 0;
+        break;
+      case K_BARRIER:
+        p.resolve!(this.#takeRejected());
+        break;
+      case K_PARTIAL: {
+        const refused = p.refused ?? [];
+        const no = new Set(refused.map((r) => r.destination));
+        p.resolve!({ delivered: (p.extra as HandleId[]).filter((d) => !no.has(d)), refused });
+        break;
+      }
+      default:
+        if (p.error !== null) p.reject!(p.error);
+        else p.resolve!(p.value);
+    }
   }
 
   /** The peer is shut down: everything still pending fails with ESHUTDOWN. */
   #failAll(): void {
     this.#settle();
     const closedByUs = Atomics.load(this.#ctl, CTL_STATE) === STATE_CLOSED;
-    while (this.#head < this.#pReq.length) {
-      const i = this.#head++;
-      const kind = this.#pKind[i];
-      const extra = this.#pExtra[i];
-      const err = shutdown(typeof extra === 'string' ? extra : opName(kind));
-      if (kind === K_POST) this.#rejectedPosts.push({ id: this.#pReq[i], error: err });
-      else if (kind === K_SYNC) { this.#syncDone = true; this.#syncError = err; }
-      else if (kind === K_BARRIER) this.#pResolve[i]!(this.#takeRejected());
-      else if (kind === K_VOID && closedByUs) this.#pResolve[i]!(undefined);
-      else this.#pReject[i]!(err);
+    const q = this.#pending;
+    while (this.#head < q.length) {
+      const p = q[this.#head++];
+      const err = shutdown(typeof p.extra === 'string' ? p.extra : opName(p.kind));
+      if (p.kind === K_SYNC) {
+        this.#syncDone = true;
+        this.#syncError = err;
+      } else if (p.kind === K_VOID && closedByUs) {
+        p.resolve!(undefined);
+      } else {
+        p.reject!(err);
+      }
     }
+    q.length = 0;
+    this.#head = 0;
     this.#backlog.length = 0;
   }
 
@@ -666,13 +718,13 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     this.#assertOpen(what);
     const deadline = performance.now() + SYNC_TIMEOUT_MS;
     // Everything queued earlier goes first, to keep this peer's requests in order.
-    while (!this.#flushBacklog()) this.#blockOn(this.#out.ctl, RING_TAIL, RING_PRODUCER_SLEEPING, deadline, what);
+    while (!this.#flushBacklog()) this.#blockForSpace(deadline, what);
     const reqId = this.#takeReq();
     const body = this.#small;
     body[0] = reqId;
     body[1] = arg;
     let at: number;
-    while ((at = this.#out.reserve(8, op)) < 0) this.#blockOn(this.#out.ctl, RING_TAIL, RING_PRODUCER_SLEEPING, deadline, what);
+    while ((at = this.#out.reserve(8, op)) < 0) this.#blockForSpace(deadline, what);
     this.#out.u8.set(this.#smallU8, at);
     if (this.#out.commit()) this.#kick();
     this.#syncDone = false;
@@ -684,6 +736,12 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       this.#blockOn(this.#ctl, CTL_ACKED, CTL_ACK_WAITING, deadline, what);
     }
     if (this.#syncError !== null) throw this.#syncError;
+  }
+
+  /** Wait (blocking) for the coordinator to free OUT ring space, draining verdicts meanwhile so it is never stuck on us. */
+  #blockForSpace(deadline: number, what: string): void {
+    this.#settle();
+    this.#blockOn(this.#out.ctl, RING_TAIL, RING_PRODUCER_SLEEPING, deadline, what);
   }
 
   /** One bounded blocking wait on a word; throws ESHUTDOWN when the peer is shut down or the coordinator is stuck. */
@@ -705,7 +763,6 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 function opName(kind: number): string {
   switch (kind) {
     case K_SEND: case K_PARTIAL: return 'send';
-    case K_POST: return 'post';
     case K_QUERY: return 'query';
     case K_SYNC: return 'request';
     default: return 'request';

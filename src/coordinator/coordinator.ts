@@ -19,7 +19,7 @@
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import {
-  OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE,
+  OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_RELEASE_SLICES, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE,
   SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
   KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE, KIND_CANCELLED, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
@@ -28,11 +28,11 @@ import {
 } from '../../shared/layout.js';
 import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
 import { codeNumber, type BusErrorCode, BusError } from '../errors.js';
-import { ChargeSet, Ledger, HANDLES, type Limits } from './ledger.js';
+import { ChargeSet, Ledger, HANDLES, ALLOWED, type Limits } from './ledger.js';
 import type { QuotaRule } from './quota.js';
 import { Pool, SLOT_RECEIVED, SLOT_QUEUED } from './pool.js';
 import { BusNode, Handle } from './nodes.js';
-import { PeerState, type PendingDescriptor } from './peer-state.js';
+import { PeerState, WAKE_BATCH, type PendingDescriptor } from './peer-state.js';
 import { Users } from './users.js';
 
 export interface CoordinatorConfig {
@@ -202,7 +202,17 @@ export class Coordinator {
       progress += this.processPeer(peer);
     }
     this.flushCondemned();
+    this.deliverWakes(progress === 0);
     return progress;
+  }
+
+  /** Wake receivers whose wake-up publish() deferred: when enough waits for them, or when idle. */
+  private deliverWakes(idle: boolean): void {
+    const peers = this.peers;
+    for (let i = 0; i < peers.length; i++) {
+      const p = peers[i];
+      if (p.wakePending && (idle || p.unread() >= WAKE_BATCH)) p.wakeIfPending();
+    }
   }
 
   /** True when some peer has requests waiting (or held-back descriptors that might now fit). */
@@ -244,7 +254,9 @@ export class Coordinator {
       if (!peer.open) return n;
     }
     if (n > 0) {
-      if (out.release()) out.wakeProducer();
+      // A producer waiting for space is woken once half the ring is free: waking it for a
+      // few bytes would cost a futex call per batch.
+      if (out.release() && out.used() <= out.capacity / 2) out.wakeProducer();
       this.markDirty(peer);
       this.publishDirty();
     }
@@ -262,7 +274,10 @@ export class Coordinator {
     if (op === OP_SEND && len >= 12 && (i32[w + 1] & SEND_FLAG_PARTIAL) !== 0) {
       need = Math.min(i32[w + 2] >>> 0, MAX_DESTINATIONS) + 1;
     }
-    if (peer.verdicts.free() < need) return Dispatch.Retry;
+    if (peer.verdictFree < need) {
+      peer.verdictFree = peer.verdicts.free();
+      if (peer.verdictFree < need) return Dispatch.Retry;
+    }
     let code = 0;
     switch (op) {
       case OP_SEND:
@@ -282,8 +297,17 @@ export class Coordinator {
         break;
       case OP_RELEASE_SLICE:
         if (len < 8) return Dispatch.Violation;
+        peer.syncConsumed();
         if (!this.releaseSlice(peer, i32[w + 1] >>> 0)) return Dispatch.Violation;
         break;
+      case OP_RELEASE_SLICES: {
+        if (len < 8) return Dispatch.Violation;
+        const n = i32[w + 1] >>> 0;
+        if (n > (len - 8) / 4) return Dispatch.Violation;
+        peer.syncConsumed();
+        for (let i = 0; i < n; i++) if (!this.releaseSlice(peer, i32[w + 2 + i] >>> 0)) return Dispatch.Violation;
+        break;
+      }
       case OP_DESTROY_NODES: {
         if (len < 8) return Dispatch.Violation;
         const n = i32[w + 1] >>> 0;
@@ -338,6 +362,11 @@ export class Coordinator {
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
     if (idsBytes + plen > len) return this.fail(E_INVAL, 0);
     const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
+    if (ndest === 1 && nh === 0 && !partial) {
+      const r = this.sendUnicast(sender, w, plen, idsBytes);
+      if (r >= 0) return r;
+      // Refused by the quick check: the general path below gives the exact verdict.
+    }
 
     // Resolve destinations: all checks before any change.
     const epoch = ++this.epoch;
@@ -415,8 +444,31 @@ export class Coordinator {
       const node = nodes[order[k]];
       const target = node.owner;
       const cont = k + 1 < order.length && nodes[order[k + 1]].owner === target;
-      this.deliver(sender, target, node, seq, cont, payloadOff, plen, bytes, alive);
+      this.deliver(sender, target, node, seq, cont, payloadOff, plen, bytes, alive, nh);
     }
+    return 0;
+  }
+
+  /**
+   * The common case, one destination and no handles, without the multicast machinery.
+   * Returns 0 when delivered, an error code for a definite failure, or -1 when the quota
+   * refused it on possibly stale receipts (the caller then takes the general path).
+   */
+  private sendUnicast(sender: PeerState, w: number, plen: number, idsBytes: number): number {
+    const id = sender.out.i32[w + SEND_HEADER_WORDS] >>> 0;
+    const h = sender.handles.get(id);
+    if (h === undefined || h.refs - h.refsInFlight <= 0) return this.fail(E_NXIO, id);
+    const node = h.node;
+    const target = node.owner;
+    if (node.destroyed || !target.open) return this.fail(E_SHUTDOWN, id);
+    this.syncPeer(target);
+    const uid = sender.uid;
+    const bytes = messageBytes(plen, 0);
+    const userLedger = target.user.ledger;
+    if (userLedger.check(uid, 1, 0, bytes) !== ALLOWED || target.ledger.check(uid, 1, 0, bytes) !== ALLOWED) return -1;
+    userLedger.charge(uid, 1, 0, bytes);
+    target.ledger.charge(uid, 1, 0, bytes);
+    this.deliver(sender, target, node, ++this.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
     return 0;
   }
 
@@ -463,14 +515,13 @@ export class Coordinator {
   /** Write one data message into `target`'s pool and queue its descriptor. */
   private deliver(
     sender: PeerState, target: PeerState, node: BusNode, seq: number, cont: boolean,
-    payloadOff: number, plen: number, bytes: number, handlesCharged: number,
+    payloadOff: number, plen: number, bytes: number, handlesCharged: number, nh: number,
   ): void {
     const slot = target.pool.alloc(bytes);
     if (slot < 0) throw new Error(`internal: pool of peer ${target.id} full although accounting allowed ${bytes} bytes`);
     const offset = target.pool.offsetOf(slot);
     copyPayload(sender.out.u8, sender.out.i32, payloadOff, target.inU8, target.inI32, offset, plen);
     let list: Handle[] | null = null;
-    const nh = this.txHandles.length;
     if (nh > 0) {
       list = [];
       let hw = (offset + ((plen + 3) & ~3)) >> 2;
@@ -695,8 +746,8 @@ export class Coordinator {
     this.publishDirty();
   }
 
+  /** SLICE_RELEASE of a received slice (the caller synced receipts first). False: not a received slice. */
   private releaseSlice(peer: PeerState, offset: number): boolean {
-    peer.syncConsumed();
     const slot = peer.pool.slotAt(offset);
     if (slot < 0 || peer.pool.state[slot] !== SLOT_RECEIVED) return false;
     const bytes = peer.pool.charged[slot];
@@ -710,6 +761,7 @@ export class Coordinator {
 
   private writeVerdict(peer: PeerState, reqId: number, code: number, resource: number, detail: number, uid: number): void {
     if (reqId === 0) return;
+    peer.verdictFree--;
     const at = peer.verdicts.reserve();
     if (at < 0) throw new Error('internal: verdict ring full although space was checked');
     const v = peer.verdicts;
@@ -724,6 +776,7 @@ export class Coordinator {
 
   private writeQueryVerdict(peer: PeerState, reqId: number): void {
     if (reqId === 0) return;
+    peer.verdictFree--;
     const at = peer.verdicts.reserve();
     if (at < 0) throw new Error('internal: verdict ring full although space was checked');
     const v = peer.verdicts;

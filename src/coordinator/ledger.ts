@@ -69,6 +69,9 @@ export class Ledger {
 
   private readonly selfInflight = new Float64Array(RESOURCE_COUNT);
   private readonly shareBySender = new Map<number, Float64Array>();
+  // One-entry cache of shareBySender: a burst of sends usually comes from one uid.
+  private lastSender = -1;
+  private lastShare: Float64Array | undefined = undefined;
   private readonly sharersByResource = new Float64Array(RESOURCE_COUNT);
   private sharersAny = 0;
 
@@ -127,7 +130,7 @@ export class Ledger {
       if (!selfAllows(this.remaining[BYTES], b)) return BYTES;
       return ALLOWED;
     }
-    const share = this.shareBySender.get(sender);
+    const share = this.lookupShare(sender);
     if (!this.allows(share, MESSAGES, m)) return MESSAGES;
     if (!this.allows(share, HANDLES, h)) return HANDLES;
     if (!this.allows(share, BYTES, b)) return BYTES;
@@ -141,10 +144,12 @@ export class Ledger {
     if (sender === this.owner) {
       addInto(this.selfInflight, m, h, b);
     } else {
-      let share = this.shareBySender.get(sender);
+      let share = this.lookupShare(sender);
       if (share === undefined) {
         share = new Float64Array(RESOURCE_COUNT);
         this.shareBySender.set(sender, share);
+        this.lastSender = sender;
+        this.lastShare = share;
       }
       const wasIdle = allZero(share);
       this.growShare(share, MESSAGES, m);
@@ -188,6 +193,17 @@ export class Ledger {
     subtractFrom(this.remaining, m, h, b);
   }
 
+  private lookupShare(sender: number): Float64Array | undefined {
+    if (sender === this.lastSender) return this.lastShare;
+    const share = this.shareBySender.get(sender);
+    // Only found entries are cached: entries are never deleted, so a hit stays valid.
+    if (share !== undefined) {
+      this.lastSender = sender;
+      this.lastShare = share;
+    }
+    return share;
+  }
+
   private allows(share: Float64Array | undefined, r: number, amount: number): boolean {
     const s = share === undefined ? 0 : share[r];
     // n counts this sender too; a sender without a share of r would join the sharers
@@ -213,7 +229,7 @@ export class Ledger {
       this.requireWithin(op, sender, this.selfInflight, m, h, b);
       subtractFrom(this.selfInflight, m, h, b);
     } else {
-      const share = this.shareBySender.get(sender);
+      const share = this.lookupShare(sender);
       if (share === undefined) {
         if (m === 0 && h === 0 && b === 0) return;
         throw new Error(`ledger ${this.owner}: ${op} from uid ${sender}, which has nothing in flight`);

@@ -20,7 +20,7 @@ import type { MessagePort } from 'node:worker_threads';
 import {
   CTL_STATE, CTL_ACKED, CTL_ACK_WAITING, DESC_SLOT_BYTES, VERDICT_SLOT_BYTES, VERDICT_SLOTS,
   RING_HEADER_BYTES, D_KIND, KIND_NODE_RELEASE, KIND_CANCELLED, STATE_OPEN, RING_HEAD,
-  RING_TAIL,
+  RING_TAIL, RING_CONSUMER_SLEEPING,
 } from '../../shared/layout.js';
 import { ByteRingReader, SlotRingWriter } from '../../shared/ring.js';
 import type { Ledger } from './ledger.js';
@@ -41,6 +41,9 @@ export interface PendingDescriptor {
   handleList: Handle[] | null;
   node: BusNode | null;     // for node-release, to track its position
 }
+
+/** Descriptors that justify waking a sleeping receiver at once (else: when the coordinator idles). */
+export const WAKE_BATCH = 64;
 
 export class PeerState {
   readonly id: number;
@@ -67,6 +70,10 @@ export class PeerState {
   ackDirty = false;
   descDirty = false;
   inDirtyList = false;
+  /** Verdict slots known free (refreshed from the ring only when short). */
+  verdictFree = 0;
+  /** A descriptor was published to this sleeping peer without waking it yet. */
+  wakePending = false;
   verdictDirty = false;
 
   // The private FIFO, by descriptor position & fifoMask.
@@ -175,7 +182,13 @@ export class PeerState {
     this.inDirtyList = false;
     if (this.descDirty) {
       this.descDirty = false;
-      if (this.desc.commit()) this.desc.wakeConsumer();
+      // A sleeping receiver is woken once WAKE_BATCH descriptors wait for it, or when the
+      // coordinator runs out of work (wakeIfPending), whichever comes first: a futex wake
+      // costs far more than the few descriptors a receiver reads in the meantime.
+      if (this.desc.commit()) {
+        if (this.unread() >= WAKE_BATCH) this.desc.wakeConsumer();
+        else this.wakePending = true;
+      }
     }
     if (this.verdictDirty) {
       this.verdictDirty = false;
@@ -186,6 +199,18 @@ export class PeerState {
       Atomics.store(this.ctl, CTL_ACKED, this.acked | 0);
       if (Atomics.load(this.ctl, CTL_ACK_WAITING) !== 0) Atomics.notify(this.ctl, CTL_ACKED);
     }
+  }
+
+  /** Descriptors published and not yet consumed. */
+  unread(): number {
+    return (this.desc.position - (Atomics.load(this.desc.ctl, RING_TAIL) >>> 0)) >>> 0;
+  }
+
+  /** Deliver a wake-up deferred by publish(). */
+  wakeIfPending(): void {
+    if (!this.wakePending) return;
+    this.wakePending = false;
+    if (Atomics.load(this.desc.ctl, RING_CONSUMER_SLEEPING) !== 0) this.desc.wakeConsumer();
   }
 
   /** Mark the peer shut down and wake every wait it may be in. */

@@ -72,8 +72,15 @@ export class Pool {
   }
 
   private classOf(charge: number): number {
+    // Smallest k with SLICE_MIN_BYTES << k >= charge.
+    return charge <= SLICE_MIN_BYTES ? 0 : 32 - Math.clz32((charge - 1) >>> 6);
+  }
+
+  /** The class of a global slot; most slots are small, so search upwards. */
+  private classOfSlot(slot: number): number {
+    const first = this.classFirst;
     let k = 0;
-    while ((SLICE_MIN_BYTES << k) < charge) k++;
+    while (k + 1 < first.length && first[k + 1] <= slot) k++;
     return k;
   }
 
@@ -89,8 +96,7 @@ export class Pool {
   }
 
   free(slot: number): void {
-    let k = this.classFirst.length - 1;
-    while (this.classFirst[k] > slot) k--;
+    const k = this.classOfSlot(slot);
     this.state[slot] = SLOT_FREE;
     this.charged[slot] = 0;
     this.freeStacks[k][this.freeTop[k]++] = slot - this.classFirst[k];
@@ -98,8 +104,7 @@ export class Pool {
 
   /** Absolute byte offset of a slot in the IN buffer. */
   offsetOf(slot: number): number {
-    let k = this.classFirst.length - 1;
-    while (this.classFirst[k] > slot) k--;
+    const k = this.classOfSlot(slot);
     return this.base + this.classBase[k] + (slot - this.classFirst[k]) * (SLICE_MIN_BYTES << k);
   }
 
@@ -108,8 +113,9 @@ export class Pool {
     if (!Number.isInteger(offset)) return -1;
     const rel = offset - this.base;
     if (rel < 0 || rel >= this.totalBytes) return -1;
-    let k = this.classBase.length - 1;
-    while (this.classBase[k] > rel) k--;
+    const bases = this.classBase;
+    let k = 0;
+    while (k + 1 < bases.length && bases[k + 1] <= rel) k++;
     const size = SLICE_MIN_BYTES << k;
     const within = rel - this.classBase[k];
     if (within % size !== 0) return -1;
