@@ -161,6 +161,7 @@ export class Coordinator {
 
   /** bus1 HANDLE_TRANSFER: copy `from`'s handle to `to`; returns `to`'s id. */
   transferHandle(from: PeerState, handleId: number, to: PeerState): number {
+    this.syncPeer(from);
     this.syncPeer(to);
     const h = from.handles.get(handleId);
     if (h === undefined || h.refs - h.refsInFlight <= 0) {
@@ -362,6 +363,8 @@ export class Coordinator {
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
     if (idsBytes + plen > len) return this.fail(E_INVAL, 0);
     const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
+    // Handles that arrived in messages this peer has since received are usable now.
+    this.syncPeer(sender);
     if (ndest === 1 && nh === 0 && !partial) {
       const r = this.sendUnicast(sender, w, plen, idsBytes);
       if (r >= 0) return r;
@@ -678,6 +681,7 @@ export class Coordinator {
   }
 
   private releaseHandle(peer: PeerState, id: number): number {
+    this.syncPeer(peer);
     const h = peer.handles.get(id);
     if (h === undefined || h.refs - h.refsInFlight <= 0) return this.fail(E_NXIO, id);
     const node = h.node;
@@ -702,6 +706,7 @@ export class Coordinator {
   }
 
   private destroyNodesRequest(peer: PeerState, w: number, n: number): number {
+    this.syncPeer(peer);
     const i32 = peer.out.i32;
     const epoch = ++this.epoch;
     const nodes = this.txNodes;
