@@ -1,0 +1,301 @@
+// The bench's vocabulary and measuring loop: workload names, the BenchSystem
+// interface every system module implements, the per-run Sample and reported
+// Result, the tunables, and measure(): setup, warm-up, N runs, medians, close,
+// each step under a timeout so a stuck system reports an error, never a hang.
+
+import { createRequire } from 'node:module';
+import type * as Hdr from 'hdr-histogram-js';
+import type { HostPool } from './pool.js';
+
+// Loaded on first use: it takes ~100 ms to import, which every idle-memory
+// child process (which never needs it) would otherwise pay.
+let hdr: typeof Hdr | undefined;
+const loadHdr = (): typeof Hdr => (hdr ??= createRequire(import.meta.url)('hdr-histogram-js') as typeof Hdr);
+
+export const WORKLOADS = [
+  'oneway-64B',
+  'oneway-1KiB',
+  'oneway-64KiB',
+  'reqrep',
+  'multicast-8',
+  'fanin-64',
+  'pairs-64',
+  'idle-peer-memory',
+] as const;
+export type WorkloadName = (typeof WORKLOADS)[number];
+
+/** Parameters of one measured (or warm-up) run. */
+export interface RunParams {
+  readonly warmup: boolean;
+  /** Traffic flows this long before the measurement window opens. */
+  readonly rampMs: number;
+  /** Length of the measurement window. */
+  readonly windowMs: number;
+  /** Bound for every wait inside the run (stop, drain, replies). */
+  readonly timeoutMs: number;
+}
+
+/** What one run measured. Omitted/null fields are "not applicable". */
+export interface Sample {
+  readonly msgsPerSec: number | null;
+  readonly p50us?: number | null;
+  readonly p99us?: number | null;
+  readonly p999us?: number | null;
+  readonly bytesPerPeer?: number | null;
+  /** Extra numeric figures; each is reported as its median over runs. */
+  readonly extra?: Readonly<Record<string, number>>;
+}
+
+/** A workload instance with its workers/channels set up; run() is called warm-up + N times. */
+export interface Session {
+  run(params: RunParams): Promise<Sample>;
+  /** failed=true: a run errored or timed out; tear down forcibly (terminate, don't pool). */
+  close(failed: boolean): Promise<void>;
+}
+
+export interface BenchContext {
+  readonly quick: boolean;
+  /** Shared generic worker hosts (optional: a system may spawn its own workers). */
+  readonly pool: HostPool;
+  readonly tunables: Tunables;
+  log(line: string): void;
+  /** Phase timings and other detail, only with --verbose. */
+  debug(line: string): void;
+}
+
+export type WorkloadFactory = (ctx: BenchContext) => Promise<Session>;
+
+/** A system module exports `system: BenchSystem`; absent workloads are "not applicable". */
+export interface BenchSystem {
+  readonly name: string;
+  readonly description: string;
+  readonly workloads: Readonly<Partial<Record<WorkloadName, WorkloadFactory>>>;
+}
+
+/** One row of the JSON output. */
+export interface Result {
+  workload: WorkloadName;
+  system: string;
+  msgsPerSec: number | null;
+  p50us: number | null;
+  p99us: number | null;
+  p999us: number | null;
+  bytesPerPeer?: number | null;
+  /** Measured runs behind the medians. */
+  runs: number;
+  /** (max - min) / median of the headline figure across runs, in percent. */
+  spreadPct: number | null;
+  /** Wall time spent on this row, setup and teardown included. */
+  wallMs: number;
+  error?: string;
+  [extra: string]: unknown;
+}
+
+export interface Tunables {
+  readonly warmupRuns: number;
+  readonly runs: number;
+  readonly warmupWindowMs: number;
+  readonly rampMs: number;
+  readonly windowMs: number;
+  /** Workloads whose many threads share 2 cores get a longer ramp before sampling. */
+  readonly manyWorkersRampMs: number;
+  /** Idle endpoints created per idle-peer-memory run. */
+  readonly idlePeers: number;
+  /** Covers spawning up to 128 hosts, which takes 3 s idle but 15 s on a loaded 2-core box. */
+  readonly setupTimeoutMs: number;
+  readonly closeTimeoutMs: number;
+  /** Slack added to a run's own duration for stop + drain; generous because 128 threads on 2 busy cores drain slowly. */
+  readonly runSlackMs: number;
+}
+
+export const QUICK_TUNABLES: Tunables = {
+  warmupRuns: 1,
+  runs: 3,
+  warmupWindowMs: 60,
+  rampMs: 20,
+  windowMs: 100,
+  manyWorkersRampMs: 50,
+  idlePeers: 2_000,
+  setupTimeoutMs: 60_000,
+  closeTimeoutMs: 5_000,
+  runSlackMs: 20_000,
+};
+
+export const FULL_TUNABLES: Tunables = {
+  warmupRuns: 1,
+  runs: 5,
+  warmupWindowMs: 300,
+  rampMs: 100,
+  windowMs: 1_000,
+  manyWorkersRampMs: 300,
+  idlePeers: 10_000,
+  setupTimeoutMs: 90_000,
+  closeTimeoutMs: 10_000,
+  runSlackMs: 30_000,
+};
+
+const MANY_WORKER_WORKLOADS: ReadonlySet<WorkloadName> = new Set(['fanin-64', 'pairs-64', 'multicast-8']);
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export class TimeoutError extends Error {}
+
+/** Rejects after `ms`; the late outcome of `p` is swallowed (and handed to onLate). */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string, onLate?: (v: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      reject(new TimeoutError(`${what} timed out after ${ms} ms`));
+    }, ms);
+    p.then(
+      (v) => {
+        if (done) return onLate?.(v);
+        done = true;
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+export function median(xs: readonly number[]): number | null {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+export interface Percentiles {
+  p50us: number;
+  p99us: number;
+  p999us: number;
+  count: number;
+}
+
+/** hdr-histogram (3 significant digits) over nanosecond samples, reported in microseconds. */
+export function percentilesUs(samplesNs: readonly Uint32Array[]): Percentiles | null {
+  let count = 0;
+  for (const s of samplesNs) count += s.length;
+  if (count === 0) return null;
+  const h = loadHdr().build({ lowestDiscernibleValue: 1, highestTrackableValue: 0xffffffff, numberOfSignificantValueDigits: 3 });
+  for (const s of samplesNs) for (let i = 0; i < s.length; i++) h.recordValue(Math.max(1, s[i]!));
+  const r = {
+    p50us: h.getValueAtPercentile(50) / 1000,
+    p99us: h.getValueAtPercentile(99) / 1000,
+    p999us: h.getValueAtPercentile(99.9) / 1000,
+    count,
+  };
+  h.destroy();
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// measure(): one (workload, system) row.
+
+export function runParamsFor(workload: WorkloadName, t: Tunables, warmup: boolean): RunParams {
+  const rampMs = MANY_WORKER_WORKLOADS.has(workload) ? t.manyWorkersRampMs : t.rampMs;
+  const windowMs = warmup ? t.warmupWindowMs : t.windowMs;
+  return { warmup, rampMs, windowMs, timeoutMs: rampMs + windowMs + t.runSlackMs };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message.split('\n')[0]! : String(e);
+}
+
+export async function measure(system: BenchSystem, workload: WorkloadName, ctx: BenchContext): Promise<Result> {
+  const t = ctx.tunables;
+  const started = performance.now();
+  const factory = system.workloads[workload];
+  const samples: Sample[] = [];
+  let session: Session | undefined;
+  let failed = false;
+  let error: string | undefined;
+  try {
+    if (!factory) throw new Error(`${system.name} does not implement ${workload}`);
+    let mark = performance.now();
+    const phase = (what: string) => {
+      const now = performance.now();
+      ctx.debug(`    ${system.name}/${workload} ${what} ${(now - mark).toFixed(0)} ms`);
+      mark = now;
+    };
+    session = await withTimeout(factory(ctx), t.setupTimeoutMs, `${system.name}/${workload} setup`, (late) => {
+      void late.close(true).catch(() => {});
+    });
+    phase('setup');
+    for (let i = 0; i < t.warmupRuns; i++) {
+      const p = runParamsFor(workload, t, true);
+      await withTimeout(session.run(p), p.timeoutMs, 'warm-up run');
+      phase('warm-up');
+    }
+    for (let i = 0; i < t.runs; i++) {
+      const p = runParamsFor(workload, t, false);
+      samples.push(await withTimeout(session.run(p), p.timeoutMs, `run ${i + 1}`));
+      phase(`run ${i + 1}`);
+    }
+  } catch (e) {
+    failed = true;
+    error = errorText(e);
+  } finally {
+    if (session) {
+      await withTimeout(session.close(failed), t.closeTimeoutMs, 'close').catch((e) => {
+        ctx.log(`  ${system.name}/${workload}: close failed: ${errorText(e)}`);
+      });
+    }
+  }
+  const wallMs = performance.now() - started;
+  if (error !== undefined) {
+    return {
+      workload,
+      system: system.name,
+      msgsPerSec: null,
+      p50us: null,
+      p99us: null,
+      p999us: null,
+      runs: samples.length,
+      spreadPct: null,
+      wallMs,
+      error,
+    };
+  }
+  return summarize(workload, system.name, samples, wallMs);
+}
+
+export function summarize(workload: WorkloadName, system: string, samples: readonly Sample[], wallMs: number): Result {
+  const pick = (f: (s: Sample) => number | null | undefined): number | null => {
+    const xs = samples.map(f).filter((x): x is number => typeof x === 'number');
+    return xs.length === samples.length ? median(xs) : null;
+  };
+  const msgsPerSec = pick((s) => s.msgsPerSec);
+  const bytesPerPeer = pick((s) => s.bytesPerPeer);
+  const headline = msgsPerSec !== null ? samples.map((s) => s.msgsPerSec!) : bytesPerPeer !== null ? samples.map((s) => s.bytesPerPeer!) : [];
+  const mid = median(headline);
+  const spreadPct = mid ? ((Math.max(...headline) - Math.min(...headline)) / Math.abs(mid)) * 100 : null;
+  const r: Result = {
+    workload,
+    system,
+    msgsPerSec,
+    p50us: pick((s) => s.p50us),
+    p99us: pick((s) => s.p99us),
+    p999us: pick((s) => s.p999us),
+    runs: samples.length,
+    spreadPct,
+    wallMs,
+  };
+  if (bytesPerPeer !== null) r.bytesPerPeer = bytesPerPeer;
+  const keys = new Set(samples.flatMap((s) => Object.keys(s.extra ?? {})));
+  for (const k of keys) r[k] = pick((s) => s.extra?.[k]);
+  if (msgsPerSec !== null) r.msgsPerSecRuns = samples.map((s) => s.msgsPerSec);
+  return r;
+}
