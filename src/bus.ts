@@ -136,6 +136,11 @@ export class Bus {
     });
   }
 
+  /** The coordinator's worker threadId (to tell its CPU profile apart from the others). */
+  get coordinatorThreadId(): number {
+    return this.#worker.threadId;
+  }
+
   /** Mint a single-use ticket for a new peer pinned to `uid`. */
   async createPeer(opts: { uid: number; limits?: Partial<Limits> }): Promise<PeerTicket> {
     if (typeof opts !== 'object' || opts === null) throw new BusError('EINVAL', 'createPeer: expects { uid }');

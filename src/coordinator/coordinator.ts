@@ -594,7 +594,8 @@ export class Coordinator {
     target.fifoUid[i] = uid;
     target.fifoSlot[i] = slot;
     target.fifoHandles[i] = handlesCharged;
-    target.fifoHandleList[i] = list;
+    if (list !== null) target.fifoHandleList.set(i, list);
+    else if (target.fifoHandleList.size > 0) target.fifoHandleList.delete(i);
     target.descDirty = true;
   }
 
@@ -828,8 +829,8 @@ export class Coordinator {
         this.discharge(peer, peer.fifoUid[i], peer.fifoHandles[i], peer.pool.charged[slot]);
         peer.pool.free(slot);
       }
-      peer.fifoHandleList[i] = null;
     }
+    peer.fifoHandleList.clear();
     for (const d of peer.overflow) {
       if (d.slot >= 0) {
         this.discharge(peer, d.senderUid, d.handlesCharged, peer.pool.charged[d.slot]);

@@ -81,7 +81,8 @@ export class PeerState {
   readonly fifoUid: Float64Array;
   readonly fifoSlot: Int32Array;          // -1: a notification (charges nothing)
   readonly fifoHandles: Int32Array;       // handles charged in flight
-  readonly fifoHandleList: (Handle[] | null)[];
+  /** Handles carried by queued messages, by FIFO index (only messages that carry any). */
+  readonly fifoHandleList = new Map<number, Handle[]>();
   /** Descriptor position up to which receipt has been accounted. */
   syncedTail = 0;
   readonly overflow: PendingDescriptor[] = [];
@@ -110,7 +111,6 @@ export class PeerState {
     this.fifoUid = new Float64Array(slots);
     this.fifoSlot = new Int32Array(slots);
     this.fifoHandles = new Int32Array(slots);
-    this.fifoHandleList = new Array(slots).fill(null);
   }
 
   /** Int32 index into inI32 of the descriptor at free-running position `pos`. */
@@ -148,10 +148,12 @@ export class PeerState {
         this.user.ledger.commit(uid, 1, h, bytes);
         this.ledger.commit(uid, 1, h, bytes);
         this.pool.state[slot] = SLOT_RECEIVED;
-        const list = this.fifoHandleList[i];
-        if (list !== null) {
-          for (const handle of list) handle.refsInFlight--;
-          this.fifoHandleList[i] = null;
+        if (this.fifoHandleList.size > 0) {
+          const list = this.fifoHandleList.get(i);
+          if (list !== undefined) {
+            for (const handle of list) handle.refsInFlight--;
+            this.fifoHandleList.delete(i);
+          }
         }
       }
     }

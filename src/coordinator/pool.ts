@@ -38,8 +38,10 @@ export class Pool {
   private readonly classBase: number[] = [];   // byte offset of class k, relative to base
   private readonly classFirst: number[] = [];  // first global slot of class k
   private readonly classSlots: number[] = [];
-  private readonly freeStacks: Int32Array[] = [];
-  private readonly freeTop: number[] = [];
+  // Per class: slots never used yet are handed out in order (fresh[k] counts them), and
+  // freed slots go on a stack that grows on demand; so an idle peer costs no memory here.
+  private readonly fresh: number[] = [];
+  private readonly freeStacks: number[][] = [];
 
   constructor(base: number, maxMessages: number, maxBytes: number, largestCharge: number) {
     this.base = base;
@@ -53,10 +55,8 @@ export class Pool {
       this.classBase.push(offset);
       this.classFirst.push(first);
       this.classSlots.push(slots);
-      const stack = new Int32Array(slots);
-      for (let i = 0; i < slots; i++) stack[i] = slots - 1 - i; // pop low slots first
-      this.freeStacks.push(stack);
-      this.freeTop.push(slots);
+      this.fresh.push(0);
+      this.freeStacks.push([]);
       offset += slots * size;
       first += slots;
       if (size >= largestCharge || slots === 0) break;
@@ -87,8 +87,12 @@ export class Pool {
   /** A free slot for `charge` bytes, now QUEUED, or -1 (which accounting must make impossible). */
   alloc(charge: number): number {
     const k = this.classOf(charge);
-    if (k >= this.freeStacks.length || this.freeTop[k] === 0) return -1;
-    const i = this.freeStacks[k][--this.freeTop[k]];
+    if (k >= this.freeStacks.length) return -1;
+    const stack = this.freeStacks[k];
+    let i: number;
+    if (stack.length > 0) i = stack.pop()!;
+    else if (this.fresh[k] < this.classSlots[k]) i = this.fresh[k]++;
+    else return -1;
     const slot = this.classFirst[k] + i;
     this.state[slot] = SLOT_QUEUED;
     this.charged[slot] = charge;
@@ -99,7 +103,7 @@ export class Pool {
     const k = this.classOfSlot(slot);
     this.state[slot] = SLOT_FREE;
     this.charged[slot] = 0;
-    this.freeStacks[k][this.freeTop[k]++] = slot - this.classFirst[k];
+    this.freeStacks[k].push(slot - this.classFirst[k]);
   }
 
   /** Absolute byte offset of a slot in the IN buffer. */
