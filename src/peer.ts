@@ -419,10 +419,11 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     const signal = opts?.signal;
     const head = this.#desc.ctl;
     for (;;) {
+      // Read before looking, so that a publish in between wakes the wait below.
+      const seen = Atomics.load(head, RING_HEAD);
       const m = this.tryRecv();
       if (m !== undefined) return m;
       if (signal?.aborted) throw signal.reason;
-      const seen = Atomics.load(head, RING_HEAD);
       if (spinWhileEqual(head, RING_HEAD, seen, SPIN_LOADS)) continue;
       this.#asyncRecvWaiters++;
       Atomics.store(head, RING_CONSUMER_SLEEPING, 1);
@@ -447,11 +448,11 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     const deadline = performance.now() + timeoutMs;
     const desc = this.#desc;
     for (;;) {
+      const seen = Atomics.load(desc.ctl, RING_HEAD);
       const m = this.tryRecv();
       if (m !== undefined) return m;
       const left = deadline - performance.now();
       if (left <= 0) return undefined;
-      const seen = Atomics.load(desc.ctl, RING_HEAD);
       desc.waitForData(seen, Math.min(left, WAIT_CHUNK_MS));
     }
   }
@@ -595,6 +596,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #pump(): void {
     this.#pumpScheduled = false;
     for (;;) {
+      // Read before looking, so that progress in between wakes the wait below.
+      const seenAck = Atomics.load(this.#ctl, CTL_ACKED);
+      const seenTail = Atomics.load(this.#out.ctl, RING_TAIL);
       this.#settle();
       const idle = this.#flushBacklog() && !this.#hasPending();
       if (idle) return;
@@ -605,7 +609,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       const waitSpace = this.#backlog.length > 0;
       const ctl = waitSpace ? this.#out.ctl : this.#ctl;
       const index = waitSpace ? RING_TAIL : CTL_ACKED;
-      const seen = Atomics.load(ctl, index);
+      const seen = waitSpace ? seenTail : seenAck;
       if (spinWhileEqual(ctl, index, seen, SPIN_LOADS)) continue;
       const r = sleepWhileEqualAsync(ctl, index, seen, waitSpace ? RING_PRODUCER_SLEEPING : CTL_ACK_WAITING, 1000);
       if (typeof r === 'string') continue;
@@ -731,21 +735,24 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     this.#syncError = null;
     this.#pend(reqId, K_SYNC, null, null, what);
     for (;;) {
+      const seen = Atomics.load(this.#ctl, CTL_ACKED);
       this.#settle();
       if (this.#syncDone) break;
-      this.#blockOn(this.#ctl, CTL_ACKED, CTL_ACK_WAITING, deadline, what);
+      this.#blockOn(this.#ctl, CTL_ACKED, CTL_ACK_WAITING, seen, deadline, what);
     }
     if (this.#syncError !== null) throw this.#syncError;
   }
 
   /** Wait (blocking) for the coordinator to free OUT ring space, draining verdicts meanwhile so it is never stuck on us. */
   #blockForSpace(deadline: number, what: string): void {
+    // The tail that made the last reserve() fail: any release since then ends the wait.
+    const seen = this.#out.tailSeen | 0;
     this.#settle();
-    this.#blockOn(this.#out.ctl, RING_TAIL, RING_PRODUCER_SLEEPING, deadline, what);
+    this.#blockOn(this.#out.ctl, RING_TAIL, RING_PRODUCER_SLEEPING, seen, deadline, what);
   }
 
   /** One bounded blocking wait on a word; throws ESHUTDOWN when the peer is shut down or the coordinator is stuck. */
-  #blockOn(ctl: Int32Array, index: number, flag: number, deadline: number, what: string): void {
+  #blockOn(ctl: Int32Array, index: number, flag: number, seen: number, deadline: number, what: string): void {
     if (!this.isOpen) {
       this.#failAll();
       throw shutdown(what);
@@ -754,7 +761,6 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (left <= 0) {
       throw new BusError('ESHUTDOWN', `${what}: the coordinator did not answer within ${SYNC_TIMEOUT_MS} ms`);
     }
-    const seen = Atomics.load(ctl, index);
     if (spinWhileEqual(ctl, index, seen, SPIN_LOADS)) return;
     sleepWhileEqual(ctl, index, seen, flag, Math.min(left, WAIT_CHUNK_MS));
   }

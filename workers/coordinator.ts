@@ -26,8 +26,8 @@ import type { ControlRequest, ControlReply } from '../src/control.js';
 const LOOP_SLICE_MS = 2;
 /** How long to keep polling an idle bus before sleeping. */
 const IDLE_SPIN_MS = 0.05;
-/** Sleep bound while descriptors are held back (they may fit as soon as a peer reads). */
-const OVERFLOW_POLL_MS = 1;
+/** Sleep bound while a peer is stalled or has descriptors held back (it may read at any time). */
+const POLL_MS = 1;
 const IDLE_SLEEP_MS = 1000;
 
 const config = workerData.config as CoordinatorConfig;
@@ -126,7 +126,7 @@ function sleep(): void {
     setImmediate(loop);
     return;
   }
-  const w = Atomics.waitAsync(doorbell, 0, seen, coordinator.hasOverflow() ? OVERFLOW_POLL_MS : IDLE_SLEEP_MS);
+  const w = Atomics.waitAsync(doorbell, 0, seen, coordinator.needsPolling() ? POLL_MS : IDLE_SLEEP_MS);
   if (!w.async) {
     coordinator.setSleeping(false);
     setImmediate(loop);

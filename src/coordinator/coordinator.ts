@@ -23,7 +23,7 @@ import {
   SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
   KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE, KIND_CANCELLED, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
-  INVALID_HANDLE, STATE_CLOSED, STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE,
+  INVALID_HANDLE, CTL_STATE, STATE_CLOSED, STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE,
   align8, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
 } from '../../shared/layout.js';
 import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
@@ -216,16 +216,20 @@ export class Coordinator {
     }
   }
 
-  /** True when some peer has requests waiting (or held-back descriptors that might now fit). */
+  /**
+   * True when some peer has requests that can be processed now. A peer stalled on its
+   * own unread verdicts, or with descriptors held back, is not work: it is polled at
+   * POLL_MS (needsPolling) so that a peer that stops reading cannot keep this thread spinning.
+   */
   hasWork(): boolean {
     for (const peer of this.peers) {
-      if (peer.open && (peer.out.hasData() || peer.overflow.length > 0)) return true;
+      if (peer.open && !peer.stalled && peer.out.hasData()) return true;
     }
     return false;
   }
 
-  hasOverflow(): boolean {
-    for (const peer of this.peers) if (peer.open && peer.overflow.length > 0) return true;
+  needsPolling(): boolean {
+    for (const peer of this.peers) if (peer.open && (peer.stalled || peer.overflow.length > 0)) return true;
     return false;
   }
 
@@ -235,6 +239,7 @@ export class Coordinator {
   }
 
   private processPeer(peer: PeerState): number {
+    peer.stalled = false;
     let n = 0;
     const out = peer.out;
     while (n < BATCH_RECORDS) {
@@ -276,8 +281,14 @@ export class Coordinator {
       need = Math.min(i32[w + 2] >>> 0, MAX_DESTINATIONS) + 1;
     }
     if (peer.verdictFree < need) {
-      peer.verdictFree = peer.verdicts.free();
-      if (peer.verdictFree < need) return Dispatch.Retry;
+      // The peer writes the verdict tail: validate it like the descriptor tail.
+      const free = peer.verdicts.free();
+      if (free < 0 || free > peer.verdicts.slots) return Dispatch.Violation;
+      peer.verdictFree = free;
+      if (free < need) {
+        peer.stalled = true;
+        return Dispatch.Retry;
+      }
     }
     let code = 0;
     switch (op) {
@@ -322,6 +333,8 @@ export class Coordinator {
         this.ack(peer, reqId);
         return Dispatch.Done;
       case OP_CLOSE:
+        // Closed before the ack is seen, so that close() resolving means closed.
+        Atomics.store(peer.ctl, CTL_STATE, STATE_CLOSED);
         this.ack(peer, reqId);
         this.publishDirty();
         this.disconnect(peer, STATE_CLOSED, REASON_NONE);

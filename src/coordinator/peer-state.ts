@@ -70,6 +70,8 @@ export class PeerState {
   ackDirty = false;
   descDirty = false;
   inDirtyList = false;
+  /** Its last batch stopped because its verdict ring is full (it is not reading them). */
+  stalled = false;
   /** Verdict slots known free (refreshed from the ring only when short). */
   verdictFree = 0;
   /** A descriptor was published to this sleeping peer without waking it yet. */
