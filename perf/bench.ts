@@ -29,7 +29,7 @@ interface SystemEntry {
 // To add threadbus, create perf/systems/threadbus.ts exporting
 // `system: BenchSystem` and add its entry at the top of this list.
 export const SYSTEMS: readonly SystemEntry[] = [
-  // { name: 'threadbus', load: async () => (await import('./systems/threadbus.js')).system },
+  { name: 'threadbus', load: async () => (await import('./systems/threadbus.js')).system },
   { name: 'messageport', load: async () => (await import('./systems/messageport.js')).system },
   { name: 'messageport-transfer', load: async () => (await import('./systems/messageport-transfer.js')).system },
   { name: 'broadcastchannel', load: async () => (await import('./systems/broadcastchannel.js')).system },

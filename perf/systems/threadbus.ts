@@ -1,0 +1,158 @@
+// System "threadbus": the library itself. The bench's main thread is the bus
+// owner: it starts a Bus per session, mints one ticket per role, creates each
+// receiver's node and hands the senders their handles; the roles
+// (workers/threadbus.ts) open their peers in the pooled host workers. Every
+// message goes sender -> coordinator (validation, quota, global order) ->
+// receiver, so this measures the whole bus, not a bare ring.
+//
+// Limits: receivers get a messages limit of RECEIVER_MESSAGES so that the
+// in-flight budget is bytes (16 MiB per receiving user, of which one sending
+// uid may hold half: more than the 1 MiB the other systems get); senders get
+// small peer limits since they receive nothing. fanin-64's senders share one
+// uid, as the workers of one load test would: one share, no 1/2^k cascade.
+
+import { Bus, Peer, type PeerTicket } from '../../src/index.js';
+import {
+  REQREP_PAYLOAD_BYTES,
+  STREAM_SHAPES,
+  hostedReqrep,
+  hostedStream,
+  idleSession,
+  type IdlePeers,
+  type StreamWorkload,
+} from '../drivers.js';
+import type { BenchContext, BenchSystem, Session } from '../harness.js';
+import type { TbReqrepData, TbStreamReceiverData, TbStreamSenderData } from '../workers/threadbus.js';
+
+const ROLES = new URL('../workers/threadbus.js', import.meta.url);
+const RECEIVER_MESSAGES = 1 << 18;
+const SENDER_LIMITS = { messages: 64, handles: 64, bytes: 64 * 1024 };
+const MAX_MESSAGE_BYTES = 64 * 1024;
+const SENDER_UID_BASE = 1;
+const RECEIVER_UID_BASE = 100_000;
+
+function startBus(): Promise<Bus> {
+  return Bus.start({ userLimits: { messages: RECEIVER_MESSAGES }, maxMessageBytes: MAX_MESSAGE_BYTES });
+}
+
+/** Close the roles' session first (their peers close), then the bus. */
+function withBus(bus: Bus, session: Session): Session {
+  return {
+    run: (p) => session.run(p),
+    close: async (failed) => {
+      try {
+        await session.close(failed);
+      } finally {
+        await bus.close().catch(() => undefined);
+      }
+    },
+  };
+}
+
+async function stream(ctx: BenchContext, workload: StreamWorkload): Promise<Session> {
+  const shape = STREAM_SHAPES[workload];
+  const bus = await startBus();
+  try {
+    const receivers: PeerTicket[] = [];
+    const nodes: number[] = [];
+    for (let r = 0; r < shape.receivers; r++) {
+      const t = await bus.createPeer({ uid: RECEIVER_UID_BASE + r });
+      receivers.push(t);
+      nodes.push(await bus.createNode(t));
+    }
+    const senders: { ticket: PeerTicket; dests: number[] }[] = [];
+    for (let s = 0; s < shape.senders; s++) {
+      const uid = workload === 'fanin-64' ? SENDER_UID_BASE : SENDER_UID_BASE + s;
+      const ticket = await bus.createPeer({ uid, limits: SENDER_LIMITS });
+      const dests: number[] = [];
+      for (const r of shape.dests(s)) dests.push(await bus.transferHandle(receivers[r]!, nodes[r]!, ticket));
+      senders.push({ ticket, dests });
+    }
+    const session = await hostedStream(ctx, workload, {
+      roles: ROLES,
+      wire: (sh, ctl) => ({
+        senders: senders.map(({ ticket, dests }, src) => ({
+          data: { ctl, src, payloadBytes: sh.payloadBytes, latencyEvery: sh.latencyEvery, ticket, dests } satisfies TbStreamSenderData,
+          transfer: ticket.transfer,
+        })),
+        receivers: receivers.map((ticket, index) => ({
+          data: {
+            ctl, index, sources: sh.senders, payloadBytes: sh.payloadBytes, perSource: sh.perSource,
+            latencyEvery: sh.latencyEvery, ticket,
+          } satisfies TbStreamReceiverData,
+          transfer: ticket.transfer,
+        })),
+      }),
+    });
+    return withBus(bus, session);
+  } catch (e) {
+    await bus.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function reqrep(ctx: BenchContext): Promise<Session> {
+  const bus = await startBus();
+  try {
+    const client = await bus.createPeer({ uid: SENDER_UID_BASE });
+    const server = await bus.createPeer({ uid: RECEIVER_UID_BASE });
+    const serverNode = await bus.createNode(server);
+    const clientNode = await bus.createNode(client);
+    const toServer = await bus.transferHandle(server, serverNode, client);
+    const toClient = await bus.transferHandle(client, clientNode, server);
+    const session = await hostedReqrep(ctx, {
+      roles: ROLES,
+      wire: (ctl) => ({
+        client: {
+          data: { ctl, ticket: client, to: toServer, payloadBytes: REQREP_PAYLOAD_BYTES } satisfies TbReqrepData,
+          transfer: client.transfer,
+        },
+        server: {
+          data: { ctl, ticket: server, to: toClient, payloadBytes: REQREP_PAYLOAD_BYTES } satisfies TbReqrepData,
+          transfer: server.transfer,
+        },
+      }),
+    });
+    return withBus(bus, session);
+  } catch (e) {
+    await bus.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * idle-peer-memory: n opened peers with the bus's default limits (16384 messages,
+ * 65536 handles, 16 MiB, 1 MiB messages), each with a node, in this process. RSS
+ * counts what they and the coordinator really touched; the address space reserved for
+ * each peer's rings and pool is reported apart, since untouched pages cost nothing.
+ */
+export async function idlePeers(n: number): Promise<IdlePeers> {
+  const bus = await Bus.start();
+  const peers: Peer[] = [];
+  let reserved = 0;
+  for (let i = 0; i < n; i++) {
+    const t = await bus.createPeer({ uid: i });
+    await bus.createNode(t);
+    reserved = t.inSab.byteLength + t.outSab.byteLength;
+    peers.push(Peer.open(t));
+  }
+  return {
+    close: () => void bus.close(),
+    extra: { reservedBytesPerPeer: reserved },
+  };
+}
+
+export const system: BenchSystem = {
+  name: 'threadbus',
+  description: 'threadbus: sender -> coordinator (validate, quota, order) -> receiver over SAB rings',
+  workloads: {
+    'oneway-64B': (ctx) => stream(ctx, 'oneway-64B'),
+    'oneway-1KiB': (ctx) => stream(ctx, 'oneway-1KiB'),
+    'oneway-64KiB': (ctx) => stream(ctx, 'oneway-64KiB'),
+    'multicast-8': (ctx) => stream(ctx, 'multicast-8'),
+    'fanin-64': (ctx) => stream(ctx, 'fanin-64'),
+    'pairs-64': (ctx) => stream(ctx, 'pairs-64'),
+    reqrep: (ctx) => reqrep(ctx),
+    'idle-peer-memory': (ctx) => idleSession(ctx, import.meta.url, 'idlePeers'),
+  },
+};

@@ -1,0 +1,205 @@
+// Worker roles for the "threadbus" system: each role opens its own Peer from a
+// ticket and moves messages through the bus (sender -> coordinator -> receiver).
+// Senders use post() (no promise per message; backpressure blocks while the
+// OUT ring is full) and check verdicts at the end of each run; receivers use
+// tryRecv()/recvSync() and verify every payload in place before release().
+// Roles block their host thread while running and watch the control block.
+
+import { Peer, type PeerTicket } from '../../src/index.js';
+import {
+  ABORT,
+  Control,
+  DRAIN,
+  LatencyRecorder,
+  Receipt,
+  REQREP_LATENCY_CAPACITY,
+  STOP,
+  STREAM_LATENCY_CAPACITY,
+  makeTemplate,
+  nowMs,
+  stamp,
+  type ClientResult,
+  type ControlInit,
+  type ReceiverResult,
+  type Role,
+  type RoleCall,
+  type RoleFactory,
+  type SenderResult,
+  type ServerResult,
+} from '../protocol.js';
+import type { StreamReceiverCommon, StreamSenderCommon } from './evented.js';
+
+/** How long a receiver sleeps at most before re-checking the control block. */
+const RECV_WAIT_MS = 5;
+
+export interface TbStreamSenderData extends StreamSenderCommon {
+  readonly ticket: PeerTicket;
+  /** The sender's handles to its destinations' nodes (several: one atomic multicast). */
+  readonly dests: number[];
+}
+
+export interface TbStreamReceiverData extends StreamReceiverCommon {
+  readonly ticket: PeerTicket;
+}
+
+export interface TbReqrepData {
+  readonly ctl: ControlInit;
+  readonly ticket: PeerTicket;
+  /** The handle to the other side's node. */
+  readonly to: number;
+  readonly payloadBytes: number;
+}
+
+function aborted(): Error {
+  return new Error('aborted by the main thread');
+}
+
+/** Every post() of the run must have been accepted, or the run is void. */
+async function checkVerdicts(peer: Peer): Promise<void> {
+  const { rejected } = await peer.flush();
+  if (rejected.length > 0) {
+    throw new Error(`threadbus rejected ${rejected.length} messages, first: ${rejected[0]!.error.code} ${rejected[0]!.error.message}`);
+  }
+}
+
+const streamSender: RoleFactory = (d: TbStreamSenderData): Role => {
+  const peer = Peer.open(d.ticket);
+  const i32 = new Control(d.ctl).i32;
+  const len = d.payloadBytes;
+  const src = d.src;
+  const msg = makeTemplate(len);
+  const to: number | number[] = d.dests.length === 1 ? d.dests[0]! : d.dests;
+  const mask = d.latencyEvery - 1;
+  const stampLatency = d.latencyEvery > 0;
+  let seq = 0;
+  return {
+    async call(cmd: RoleCall): Promise<SenderResult> {
+      if (cmd.op !== 'run') throw new Error(`unknown op ${cmd.op}`);
+      let sent = 0;
+      while (Atomics.load(i32, STOP) === 0) {
+        stamp(msg, 0, len, seq, src, stampLatency && (seq & mask) === 0 ? nowMs() : NaN);
+        peer.post(to, msg);
+        seq = (seq + 1) >>> 0;
+        sent++;
+      }
+      await checkVerdicts(peer);
+      return { sent };
+    },
+    close: () => peer.close(),
+  };
+};
+
+const streamReceiver: RoleFactory = (d: TbStreamReceiverData): Role => {
+  const peer = Peer.open(d.ticket);
+  const ctl = new Control(d.ctl);
+  const i32 = ctl.i32;
+  const expectIdx = ctl.expectBase + d.index;
+  const lat = d.latencyEvery > 0 ? new LatencyRecorder(STREAM_LATENCY_CAPACITY) : null;
+  const rc = new Receipt(d.sources, d.payloadBytes, ctl, d.index, d.perSource, lat);
+  return {
+    call(cmd: RoleCall): ReceiverResult {
+      if (cmd.op !== 'run') throw new Error(`unknown op ${cmd.op}`);
+      lat?.take();
+      for (;;) {
+        let m = peer.tryRecv();
+        while (m !== undefined) {
+          rc.check(m.data, 0, m.data.length);
+          m.release();
+          m = peer.tryRecv();
+        }
+        if (Atomics.load(i32, DRAIN) !== 0 && rc.total === Atomics.load(ctl.u32, expectIdx)) break;
+        if (Atomics.load(i32, ABORT) !== 0) throw aborted();
+        m = peer.recvSync(RECV_WAIT_MS);
+        if (m !== undefined) {
+          rc.check(m.data, 0, m.data.length);
+          m.release();
+        }
+      }
+      const l = lat?.take();
+      return { total: rc.total, errors: rc.errors, latencyNs: l?.samples ?? null, latencyDropped: l?.dropped ?? 0 };
+    },
+    close: () => peer.close(),
+  };
+};
+
+const rrClient: RoleFactory = (d: TbReqrepData): Role => {
+  const peer = Peer.open(d.ticket);
+  const i32 = new Control(d.ctl).i32;
+  const len = d.payloadBytes;
+  const msg = makeTemplate(len);
+  const rc = new Receipt(1, len, null, 0, false, null);
+  const rec = new LatencyRecorder(REQREP_LATENCY_CAPACITY);
+  let seq = 0;
+  return {
+    async call(cmd: RoleCall): Promise<ClientResult> {
+      if (cmd.op !== 'run') throw new Error(`unknown op ${cmd.op}`);
+      rec.take();
+      // One clock read per trip: this reply's arrival is the next request's start.
+      let tPrev = performance.now();
+      const measureFrom = tPrev + (cmd.rampMs as number);
+      const end = measureFrom + (cmd.windowMs as number);
+      let trips = 0;
+      let firstT0 = 0;
+      for (;;) {
+        stamp(msg, 0, len, seq, 0, NaN);
+        peer.post(d.to, msg);
+        seq = (seq + 1) >>> 0;
+        let m = peer.recvSync(RECV_WAIT_MS);
+        while (m === undefined) {
+          if (Atomics.load(i32, ABORT) !== 0) throw aborted();
+          m = peer.recvSync(RECV_WAIT_MS);
+        }
+        rc.check(m.data, 0, m.data.length);
+        m.release();
+        const t = performance.now();
+        if (tPrev >= measureFrom) {
+          if (trips === 0) firstT0 = tPrev;
+          rec.record((t - tPrev) * 1e6);
+          trips++;
+          if (t >= end) {
+            await checkVerdicts(peer);
+            const s = rec.take();
+            return { trips, elapsedMs: t - firstT0, errors: rc.errors, samplesNs: s.samples, dropped: s.dropped };
+          }
+        }
+        tPrev = t;
+      }
+    },
+    close: () => peer.close(),
+  };
+};
+
+const rrServer: RoleFactory = (d: TbReqrepData): Role => {
+  const peer = Peer.open(d.ticket);
+  const i32 = new Control(d.ctl).i32;
+  const len = d.payloadBytes;
+  const msg = makeTemplate(len);
+  const rc = new Receipt(1, len, null, 0, false, null);
+  return {
+    async call(cmd: RoleCall): Promise<ServerResult> {
+      if (cmd.op !== 'run') throw new Error(`unknown op ${cmd.op}`);
+      for (;;) {
+        const m = peer.recvSync(RECV_WAIT_MS);
+        if (m !== undefined) {
+          rc.check(m.data, 0, m.data.length);
+          m.release();
+          stamp(msg, 0, len, rc.lastSeq, 0, NaN);
+          peer.post(d.to, msg);
+          continue;
+        }
+        if (Atomics.load(i32, STOP) !== 0) break;
+        if (Atomics.load(i32, ABORT) !== 0) throw aborted();
+      }
+      await checkVerdicts(peer);
+      return { served: rc.total, errors: rc.errors };
+    },
+    close: () => peer.close(),
+  };
+};
+
+export const roles: Record<string, RoleFactory> = {
+  'stream-sender': streamSender,
+  'stream-receiver': streamReceiver,
+  'rr-client': rrClient,
+  'rr-server': rrServer,
+};
