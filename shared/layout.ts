@@ -47,7 +47,8 @@ export const OP_DESTROY_NODES = 5;   // reqId, n, handles[n]
 export const OP_QUERY = 6;           // reqId
 export const OP_CLOSE = 7;           // reqId
 export const OP_RELEASE_SLICES = 8;  // 0, n, pool offset[n]   (what a Peer writes: releases go in batches)
-export const OP_MAX = 8;
+export const OP_RESUME = 9;          // 0    (flush(): posts after this one are attempted again)
+export const OP_MAX = 9;
 /** Slice releases a peer gathers into one record. */
 export const RELEASE_BATCH = 64;
 
@@ -55,6 +56,8 @@ export const RELEASE_BATCH = 64;
 export const SEND_HEADER_WORDS = 6;
 /** OP_SEND flags. */
 export const SEND_FLAG_PARTIAL = 1;  // multicast: deliver to those that accept, report the others
+/** A post(): once one is refused, later ones are refused too until OP_RESUME, so what is delivered is always a prefix. */
+export const SEND_FLAG_STREAM = 2;
 
 // ---- IN control block (Int32 indices) --------------------------------------------------
 export const CTL_STATE = 0;          // PeerState, written by the coordinator (and by close())

@@ -26,7 +26,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import {
   OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICES, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE, RELEASE_BATCH,
-  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
+  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, SEND_FLAG_STREAM, OP_RESUME, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
   CTL_STATE, CTL_OPENED, CTL_ACKED, CTL_ACK_WAITING, CTL_REASON, STATE_OPEN, STATE_CLOSED, REASON_PROTOCOL,
   VERDICT_SLOTS, VERDICT_SLOT_BYTES, DESC_SLOT_BYTES, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE,
@@ -263,19 +263,28 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    * by the next flush() with its id and BusError.
    */
   post(to: HandleId | HandleId[], data: Uint8Array | string, opts?: SendOptions): number {
-    const reqId = this.#writeSend('post', to, data, opts?.handles, 0, true);
+    const reqId = this.#writeSend('post', to, data, opts?.handles, SEND_FLAG_STREAM, true);
     this.#lastPost = reqId;
     this.#postsInFlight = true;
     return reqId;
   }
 
-  /** Wait until every post() so far has a verdict; returns (and forgets) the rejected ones. */
+  /**
+   * Wait until every post() so far has a verdict; returns (and forgets) the rejected ones.
+   * Posts are a stream: once one is refused, every later one is refused with the same
+   * error until flush() is called, so the rejected posts of a flush are always the last
+   * ones, in order, and can be posted again as they are. Posts after flush() are
+   * attempted afresh.
+   */
   flush(): Promise<PostReport> {
     this.#settle();
-    if (!this.#postsInFlight) return Promise.resolve(this.#takeRejected());
+    if (!this.#postsInFlight && this.#rejectedPosts.length === 0) return Promise.resolve(this.#takeRejected());
     if (!this.isOpen) return Promise.reject(shutdown('flush'));
+    this.#writeRecord(OP_RESUME, this.#resumeBody);
+    if (!this.#postsInFlight) return Promise.resolve(this.#takeRejected());
     return this.#expect(this.#lastPost, K_BARRIER, 'flush') as Promise<PostReport>;
   }
+  #resumeBody = new Uint8Array(8);
 
   #takeRejected(): PostReport {
     const rejected = this.#rejectedPosts;

@@ -1,7 +1,8 @@
 // Worker roles for the "threadbus" system: each role opens its own Peer from a
 // ticket and moves messages through the bus (sender -> coordinator -> receiver).
 // Senders use post() (no promise per message; backpressure blocks while the
-// OUT ring is full) and check verdicts at the end of each run; receivers use
+// OUT ring is full) and flush() every POST_WINDOW posts: messages the quota
+// refused (EDQUOT: the receiver is behind) are posted again; receivers use
 // tryRecv()/recvSync() and verify every payload in place before release().
 // Roles block their host thread while running and watch the control block.
 
@@ -62,6 +63,11 @@ async function checkVerdicts(peer: Peer): Promise<void> {
   }
 }
 
+/** Posts between two flush() calls: the window a refusal can rewind. */
+const POST_WINDOW = 32768;
+/** Pause after a refusal (EDQUOT: the receiver is behind) before posting again. */
+const BACKOFF_MS = 1;
+
 const streamSender: RoleFactory = (d: TbStreamSenderData): Role => {
   const peer = Peer.open(d.ticket);
   const i32 = new Control(d.ctl).i32;
@@ -76,13 +82,26 @@ const streamSender: RoleFactory = (d: TbStreamSenderData): Role => {
     async call(cmd: RoleCall): Promise<SenderResult> {
       if (cmd.op !== 'run') throw new Error(`unknown op ${cmd.op}`);
       let sent = 0;
-      while (Atomics.load(i32, STOP) === 0) {
-        stamp(msg, 0, len, seq, src, stampLatency && (seq & mask) === 0 ? nowMs() : NaN);
-        peer.post(to, msg);
-        seq = (seq + 1) >>> 0;
-        sent++;
+      for (;;) {
+        const stop = Atomics.load(i32, STOP) !== 0;
+        let posted = 0;
+        while (!stop && posted < POST_WINDOW && Atomics.load(i32, STOP) === 0) {
+          stamp(msg, 0, len, seq, src, stampLatency && (seq & mask) === 0 ? nowMs() : NaN);
+          peer.post(to, msg);
+          seq = (seq + 1) >>> 0;
+          posted++;
+        }
+        // Refused posts are always the last ones of the window (post() is a stream):
+        // rewind and send them again, so every receiver still sees every seq in order.
+        const { rejected } = await peer.flush();
+        for (const r of rejected) {
+          if (r.error.code !== 'EDQUOT') throw new Error(`threadbus refused a message: ${r.error.code} ${r.error.message}`);
+        }
+        seq = (seq - rejected.length) >>> 0;
+        sent += posted - rejected.length;
+        if (rejected.length > 0) await new Promise((r) => setTimeout(r, BACKOFF_MS));
+        else if (stop || Atomics.load(i32, STOP) !== 0) break;
       }
-      await checkVerdicts(peer);
       return { sent };
     },
     close: () => peer.close(),

@@ -20,6 +20,7 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import {
   OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_RELEASE_SLICES, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE,
+  OP_RESUME, SEND_FLAG_STREAM,
   SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
   KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE, KIND_CANCELLED, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
@@ -292,8 +293,24 @@ export class Coordinator {
     }
     let code = 0;
     switch (op) {
-      case OP_SEND:
+      case OP_SEND: {
+        const stream = len >= 8 && (i32[w + 1] & SEND_FLAG_STREAM) !== 0;
+        if (stream && peer.streamCode !== 0) {
+          // Behind a refused post: refused the same way, so that order is kept.
+          code = this.fail(peer.streamCode, peer.streamDetail, peer.streamResource, peer.streamUid);
+          break;
+        }
         code = this.send(peer, w, len);
+        if (code !== 0 && stream) {
+          peer.streamCode = code;
+          peer.streamDetail = this.errDetail;
+          peer.streamResource = this.errResource;
+          peer.streamUid = this.errUid;
+        }
+        break;
+      }
+      case OP_RESUME:
+        peer.streamCode = 0;
         break;
       case OP_CREATE_NODE:
         code = this.createNode(peer);
@@ -317,7 +334,22 @@ export class Coordinator {
         const n = i32[w + 1] >>> 0;
         if (n > (len - 8) / 4) return Dispatch.Violation;
         peer.syncConsumed();
-        for (let i = 0; i < n; i++) if (!this.releaseSlice(peer, i32[w + 2 + i] >>> 0)) return Dispatch.Violation;
+        // One ledger update for the whole batch.
+        let count = 0, bytes = 0, ok = true;
+        for (let i = 0; i < n; i++) {
+          const b = this.freeSlice(peer, i32[w + 2 + i] >>> 0);
+          if (b < 0) {
+            ok = false;
+            break;
+          }
+          count++;
+          bytes += b;
+        }
+        if (count > 0) {
+          peer.user.ledger.release(count, 0, bytes);
+          peer.ledger.release(count, 0, bytes);
+        }
+        if (!ok) return Dispatch.Violation;
         break;
       }
       case OP_DESTROY_NODES: {
@@ -536,7 +568,7 @@ export class Coordinator {
     const slot = target.pool.alloc(bytes);
     if (slot < 0) throw new Error(`internal: pool of peer ${target.id} full although accounting allowed ${bytes} bytes`);
     const offset = target.pool.offsetOf(slot);
-    copyPayload(sender.out.u8, sender.out.i32, payloadOff, target.inU8, target.inI32, offset, plen);
+    copyPayload(sender.outBuf, sender.out.i32, payloadOff, target.inBuf, target.inI32, offset, plen);
     let list: Handle[] | null = null;
     if (nh > 0) {
       list = [];
@@ -767,13 +799,20 @@ export class Coordinator {
 
   /** SLICE_RELEASE of a received slice (the caller synced receipts first). False: not a received slice. */
   private releaseSlice(peer: PeerState, offset: number): boolean {
-    const slot = peer.pool.slotAt(offset);
-    if (slot < 0 || peer.pool.state[slot] !== SLOT_RECEIVED) return false;
-    const bytes = peer.pool.charged[slot];
+    const bytes = this.freeSlice(peer, offset);
+    if (bytes < 0) return false;
     peer.user.ledger.release(1, 0, bytes);
     peer.ledger.release(1, 0, bytes);
-    peer.pool.free(slot);
     return true;
+  }
+
+  /** Free a received slice; returns the bytes it was charged (for the caller to release), or -1 if it is not one. */
+  private freeSlice(peer: PeerState, offset: number): number {
+    const slot = peer.pool.slotAt(offset);
+    if (slot < 0 || peer.pool.state[slot] !== SLOT_RECEIVED) return -1;
+    const bytes = peer.pool.charged[slot];
+    peer.pool.free(slot);
+    return bytes;
   }
 
   // ---- verdicts -----------------------------------------------------------------------
@@ -940,11 +979,11 @@ function sortByOwner(order: number[], nodes: BusNode[]): void {
   }
 }
 
-/** Payloads up to this size are copied word by word: no view object per message. */
-const WORD_COPY_MAX_BYTES = 512;
+/** Payloads up to this size are copied word by word: cheaper than a native call. */
+const WORD_COPY_MAX_BYTES = 256;
 
 function copyPayload(
-  src8: Uint8Array, src32: Int32Array, srcOff: number, dst8: Uint8Array, dst32: Int32Array, dstOff: number, n: number,
+  src: Buffer, src32: Int32Array, srcOff: number, dst: Buffer, dst32: Int32Array, dstOff: number, n: number,
 ): void {
   if (n === 0) return;
   if (n <= WORD_COPY_MAX_BYTES && (srcOff & 3) === 0 && (dstOff & 3) === 0) {
@@ -956,7 +995,5 @@ function copyPayload(
     for (let i = 0; i < words; i++) dst32[d++] = src32[s++];
     return;
   }
-  dst8.set(src8.subarray(srcOff, srcOff + n), dstOff);
+  src.copy(dst, dstOff, srcOff, srcOff + n);
 }
-
-export { STATE_BUS_CLOSED, STATE_CLOSED, STATE_DISCONNECTED, KIND_CANCELLED };

@@ -54,6 +54,10 @@ function isSafeCount(x: number): boolean {
   return Number.isSafeInteger(x) && x >= 0;
 }
 
+function validCounts(m: number, h: number, b: number): boolean {
+  return Number.isSafeInteger(m) && Number.isSafeInteger(h) && Number.isSafeInteger(b) && m >= 0 && h >= 0 && b >= 0;
+}
+
 function allZero(a: Float64Array): boolean {
   return a[MESSAGES] === 0 && a[HANDLES] === 0 && a[BYTES] === 0;
 }
@@ -124,23 +128,26 @@ export class Ledger {
 
   /** ALLOWED (-1) if `sender` may charge (m, h, b), else the index of the first resource refused. Changes nothing, never throws. */
   check(sender: number, m: number, h: number, b: number): number {
+    const rem = this.remaining;
     if (sender === this.owner) {
-      if (!selfAllows(this.remaining[MESSAGES], m)) return MESSAGES;
-      if (!selfAllows(this.remaining[HANDLES], h)) return HANDLES;
-      if (!selfAllows(this.remaining[BYTES], b)) return BYTES;
+      if (!selfAllows(rem[MESSAGES], m)) return MESSAGES;
+      if (!selfAllows(rem[HANDLES], h)) return HANDLES;
+      if (!selfAllows(rem[BYTES], b)) return BYTES;
       return ALLOWED;
     }
     const share = this.lookupShare(sender);
-    if (!this.allows(share, MESSAGES, m)) return MESSAGES;
-    if (!this.allows(share, HANDLES, h)) return HANDLES;
-    if (!this.allows(share, BYTES, b)) return BYTES;
+    // Amounts of 0 are always allowed; skipping them is the common case (no handles).
+    if (m !== 0 && !this.allows(share, MESSAGES, m)) return MESSAGES;
+    if (h !== 0 && !this.allows(share, HANDLES, h)) return HANDLES;
+    if (b !== 0 && !this.allows(share, BYTES, b)) return BYTES;
     return ALLOWED;
   }
 
   /** Put (m, h, b) in flight from `sender` (a share unless sender is the owner). The caller has checked. */
   charge(sender: number, m: number, h: number, b: number): void {
-    this.requireCounts('charge', m, h, b);
-    this.requireRemaining('charge', m, h, b);
+    const rem = this.remaining;
+    if (!validCounts(m, h, b)) this.badCounts('charge', m, h, b);
+    if (m > rem[MESSAGES] || h > rem[HANDLES] || b > rem[BYTES]) this.overRemaining('charge', m, h, b);
     if (sender === this.owner) {
       addInto(this.selfInflight, m, h, b);
     } else {
@@ -152,12 +159,22 @@ export class Ledger {
         this.lastShare = share;
       }
       const wasIdle = allZero(share);
-      this.growShare(share, MESSAGES, m);
-      this.growShare(share, HANDLES, h);
-      this.growShare(share, BYTES, b);
+      const byResource = this.sharersByResource;
+      if (m !== 0) {
+        if (share[MESSAGES] === 0) byResource[MESSAGES]++;
+        share[MESSAGES] += m;
+      }
+      if (h !== 0) {
+        if (share[HANDLES] === 0) byResource[HANDLES]++;
+        share[HANDLES] += h;
+      }
+      if (b !== 0) {
+        if (share[BYTES] === 0) byResource[BYTES]++;
+        share[BYTES] += b;
+      }
       if (wasIdle && !allZero(share)) this.sharersAny++;
     }
-    subtractFrom(this.remaining, m, h, b);
+    subtractFrom(rem, m, h, b);
     addInto(this.inflight, m, h, b);
   }
 
@@ -174,23 +191,31 @@ export class Ledger {
 
   /** Received resources given back (SLICE_RELEASE, HANDLE_RELEASE). */
   release(m: number, h: number, b: number): void {
-    this.requireCounts('release', m, h, b);
-    for (let r = 0; r < RESOURCE_COUNT; r++) {
-      const amount = r === MESSAGES ? m : r === HANDLES ? h : b;
-      const committed = this.max[r] - this.remaining[r] - this.inflight[r];
-      if (amount > committed) {
-        throw new Error(`ledger ${this.owner}: release of ${amount} ${RESOURCE_NAMES[r]} exceeds the ${committed} received and not released`);
+    if (!validCounts(m, h, b)) this.badCounts('release', m, h, b);
+    const max = this.max;
+    const rem = this.remaining;
+    const inf = this.inflight;
+    if (m > max[MESSAGES] - rem[MESSAGES] - inf[MESSAGES]
+      || h > max[HANDLES] - rem[HANDLES] - inf[HANDLES]
+      || b > max[BYTES] - rem[BYTES] - inf[BYTES]) {
+      for (let r = 0; r < RESOURCE_COUNT; r++) {
+        const amount = r === MESSAGES ? m : r === HANDLES ? h : b;
+        const committed = max[r] - rem[r] - inf[r];
+        if (amount > committed) {
+          throw new Error(`ledger ${this.owner}: release of ${amount} ${RESOURCE_NAMES[r]} exceeds the ${committed} received and not released`);
+        }
       }
     }
-    addInto(this.remaining, m, h, b);
+    addInto(rem, m, h, b);
   }
 
   /** Charge straight to "received" (an owner's handle transfer: nothing is in flight to commit later). The caller has checked.
    *  `sender` is taken for symmetry with charge(); no share is left, so only remaining moves. */
   chargeCommitted(sender: number, m: number, h: number, b: number): void {
-    this.requireCounts('chargeCommitted', m, h, b);
-    this.requireRemaining('chargeCommitted', m, h, b);
-    subtractFrom(this.remaining, m, h, b);
+    if (!validCounts(m, h, b)) this.badCounts('chargeCommitted', m, h, b);
+    const rem = this.remaining;
+    if (m > rem[MESSAGES] || h > rem[HANDLES] || b > rem[BYTES]) this.overRemaining('chargeCommitted', m, h, b);
+    subtractFrom(rem, m, h, b);
   }
 
   private lookupShare(sender: number): Float64Array | undefined {
@@ -211,53 +236,50 @@ export class Ledger {
     return quotaAllows(this.rule, this.remaining[r], s, amount, n);
   }
 
-  private growShare(share: Float64Array, r: number, amount: number): void {
-    if (amount === 0) return;
-    if (share[r] === 0) this.sharersByResource[r]++;
-    share[r] += amount;
-  }
 
-  private shrinkShare(share: Float64Array, r: number, amount: number): void {
-    if (amount === 0) return;
-    share[r] -= amount;
-    if (share[r] === 0) this.sharersByResource[r]--;
-  }
+
+
 
   private leaveFlight(op: string, sender: number, m: number, h: number, b: number): void {
-    this.requireCounts(op, m, h, b);
+    if (!validCounts(m, h, b)) this.badCounts(op, m, h, b);
     if (sender === this.owner) {
-      this.requireWithin(op, sender, this.selfInflight, m, h, b);
-      subtractFrom(this.selfInflight, m, h, b);
+      const held = this.selfInflight;
+      if (m > held[MESSAGES] || h > held[HANDLES] || b > held[BYTES]) this.requireWithin(op, sender, held, m, h, b);
+      subtractFrom(held, m, h, b);
     } else {
       const share = this.lookupShare(sender);
       if (share === undefined) {
         if (m === 0 && h === 0 && b === 0) return;
         throw new Error(`ledger ${this.owner}: ${op} from uid ${sender}, which has nothing in flight`);
       }
-      this.requireWithin(op, sender, share, m, h, b);
+      if (m > share[MESSAGES] || h > share[HANDLES] || b > share[BYTES]) this.requireWithin(op, sender, share, m, h, b);
       const wasIdle = allZero(share);
-      this.shrinkShare(share, MESSAGES, m);
-      this.shrinkShare(share, HANDLES, h);
-      this.shrinkShare(share, BYTES, b);
+      const byResource = this.sharersByResource;
+      if (m !== 0 && (share[MESSAGES] -= m) === 0) byResource[MESSAGES]--;
+      if (h !== 0 && (share[HANDLES] -= h) === 0) byResource[HANDLES]--;
+      if (b !== 0 && (share[BYTES] -= b) === 0) byResource[BYTES]--;
       if (!wasIdle && allZero(share)) this.sharersAny--;
     }
     subtractFrom(this.inflight, m, h, b);
   }
 
-  private requireCounts(op: string, m: number, h: number, b: number): void {
-    if (!isSafeCount(m) || !isSafeCount(h) || !isSafeCount(b)) {
-      throw new RangeError(`ledger ${this.owner}: ${op}(${m}, ${h}, ${b}) needs non-negative safe integers`);
-    }
+  private badCounts(op: string, m: number, h: number, b: number): never {
+    throw new RangeError(`ledger ${this.owner}: ${op}(${m}, ${h}, ${b}) needs non-negative safe integers`);
   }
 
-  private requireRemaining(op: string, m: number, h: number, b: number): void {
+  private overRemaining(op: string, m: number, h: number, b: number): never {
     for (let r = 0; r < RESOURCE_COUNT; r++) {
       const amount = r === MESSAGES ? m : r === HANDLES ? h : b;
       if (amount > this.remaining[r]) {
         throw new Error(`ledger ${this.owner}: ${op} of ${amount} ${RESOURCE_NAMES[r]} exceeds the ${this.remaining[r]} remaining (unchecked charge)`);
       }
     }
+    throw new Error(`ledger ${this.owner}: ${op} exceeds remaining`);
   }
+
+
+
+
 
   private requireWithin(op: string, sender: number, held: Float64Array, m: number, h: number, b: number): void {
     for (let r = 0; r < RESOURCE_COUNT; r++) {

@@ -57,6 +57,9 @@ export class PeerState {
   readonly verdicts: SlotRingWriter;
   readonly ctl: Int32Array;
   readonly inU8: Uint8Array;
+  /** Buffer views for large copies (Buffer.copy is a memmove with no view per message). */
+  readonly inBuf: Buffer;
+  readonly outBuf: Buffer;
   readonly inI32: Int32Array;
   readonly pool: Pool;
   readonly port: MessagePort;
@@ -70,6 +73,11 @@ export class PeerState {
   ackDirty = false;
   descDirty = false;
   inDirtyList = false;
+  /** The refusal of its first refused post since the last OP_RESUME (0: none); later posts get the same. */
+  streamCode = 0;
+  streamDetail = 0;
+  streamResource = 0;
+  streamUid = 0;
   /** Its last batch stopped because its verdict ring is full (it is not reading them). */
   stalled = false;
   /** Verdict slots known free (refreshed from the ring only when short). */
@@ -105,6 +113,8 @@ export class PeerState {
     this.desc = new SlotRingWriter(args.inSab, args.descriptorOffset, args.descriptorSlots, DESC_SLOT_BYTES);
     this.ctl = new Int32Array(args.inSab, 0, 64);
     this.inU8 = new Uint8Array(args.inSab);
+    this.inBuf = Buffer.from(args.inSab);
+    this.outBuf = Buffer.from(args.outSab, RING_HEADER_BYTES, args.outRingBytes);
     this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
     this.pool = args.pool;
     this.port = args.port;
@@ -140,15 +150,22 @@ export class PeerState {
     const advanced = (tail - this.syncedTail) >>> 0;
     const outstanding = (published - this.syncedTail) >>> 0;
     if (advanced > outstanding) return false;
+    // Consecutive receipts from one uid are committed together: two ledger updates per
+    // run of messages rather than per message.
+    let runUid = -1, runM = 0, runH = 0, runB = 0;
     for (let pos = this.syncedTail; pos !== tail; pos = (pos + 1) >>> 0) {
       const i = pos & this.fifoMask;
       const slot = this.fifoSlot[i];
       if (slot >= 0) {
-        const bytes = this.pool.charged[slot];
-        const h = this.fifoHandles[i];
         const uid = this.fifoUid[i];
-        this.user.ledger.commit(uid, 1, h, bytes);
-        this.ledger.commit(uid, 1, h, bytes);
+        if (uid !== runUid) {
+          if (runM !== 0) this.commitRun(runUid, runM, runH, runB);
+          runUid = uid;
+          runM = runH = runB = 0;
+        }
+        runM++;
+        runH += this.fifoHandles[i];
+        runB += this.pool.charged[slot];
         this.pool.state[slot] = SLOT_RECEIVED;
         if (this.fifoHandleList.size > 0) {
           const list = this.fifoHandleList.get(i);
@@ -159,8 +176,14 @@ export class PeerState {
         }
       }
     }
+    if (runM !== 0) this.commitRun(runUid, runM, runH, runB);
     this.syncedTail = tail;
     return true;
+  }
+
+  private commitRun(uid: number, m: number, h: number, b: number): void {
+    this.user.ledger.commit(uid, m, h, b);
+    this.ledger.commit(uid, m, h, b);
   }
 
   /** Withdraw an unread node-release (bus1: cancelled when a new holder appears first). */
