@@ -635,12 +635,14 @@ export class Coordinator {
     d.i32[at + D_OFFSET] = offset;
     d.i32[at + D_BYTES] = bytes;
     d.i32[at + D_KIND] = kindWord;
+    // Receipts not yet accounted would be overwritten: account them first.
+    if (((pos - target.syncedTail) >>> 0) >= target.fifoCapacity) this.syncPeer(target);
+    target.ensureFifo(pos);
     const i = target.fifoIndex(pos);
     target.fifoUid[i] = uid;
     target.fifoSlot[i] = slot;
     target.fifoHandles[i] = handlesCharged;
-    if (list !== null) target.fifoHandleList.set(i, list);
-    else if (target.fifoHandleList.size > 0) target.fifoHandleList.delete(i);
+    if (list !== null) target.fifoHandleList.set(pos, list);
     target.descDirty = true;
   }
 
@@ -809,8 +811,8 @@ export class Coordinator {
   /** Free a received slice; returns the bytes it was charged (for the caller to release), or -1 if it is not one. */
   private freeSlice(peer: PeerState, offset: number): number {
     const slot = peer.pool.slotAt(offset);
-    if (slot < 0 || peer.pool.state[slot] !== SLOT_RECEIVED) return -1;
-    const bytes = peer.pool.charged[slot];
+    if (slot < 0 || peer.pool.stateOf(slot) !== SLOT_RECEIVED) return -1;
+    const bytes = peer.pool.chargedOf(slot);
     peer.pool.free(slot);
     return bytes;
   }
@@ -877,28 +879,24 @@ export class Coordinator {
     for (let pos = peer.syncedTail; pos !== peer.desc.position; pos = (pos + 1) >>> 0) {
       const i = peer.fifoIndex(pos);
       const slot = peer.fifoSlot[i];
-      if (slot >= 0 && peer.pool.state[slot] === SLOT_QUEUED) {
-        this.discharge(peer, peer.fifoUid[i], peer.fifoHandles[i], peer.pool.charged[slot]);
+      if (slot >= 0 && peer.pool.stateOf(slot) === SLOT_QUEUED) {
+        this.discharge(peer, peer.fifoUid[i], peer.fifoHandles[i], peer.pool.chargedOf(slot));
         peer.pool.free(slot);
       }
     }
     peer.fifoHandleList.clear();
     for (const d of peer.overflow) {
       if (d.slot >= 0) {
-        this.discharge(peer, d.senderUid, d.handlesCharged, peer.pool.charged[d.slot]);
+        this.discharge(peer, d.senderUid, d.handlesCharged, peer.pool.chargedOf(d.slot));
         peer.pool.free(d.slot);
       }
     }
     peer.overflow.length = 0;
     // Received, unreleased slices.
-    const states = peer.pool.state;
-    for (let slot = 0; slot < states.length; slot++) {
-      if (states[slot] === SLOT_RECEIVED) {
-        const bytes = peer.pool.charged[slot];
-        peer.user.ledger.release(1, 0, bytes);
-        peer.ledger.release(1, 0, bytes);
-        peer.pool.free(slot);
-      }
+    const received = peer.pool.freeAllReceived();
+    if (received.count > 0) {
+      peer.user.ledger.release(received.count, 0, received.bytes);
+      peer.ledger.release(received.count, 0, received.bytes);
     }
     // Handles: what is still charged is exactly the committed references.
     const held = peer.ledger.max[HANDLES] - peer.ledger.remaining[HANDLES];

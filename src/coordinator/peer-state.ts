@@ -44,6 +44,8 @@ export interface PendingDescriptor {
 
 /** Descriptors that justify waking a sleeping receiver at once (else: when the coordinator idles). */
 export const WAKE_BATCH = 64;
+/** FIFO entries a new peer starts with. */
+const FIFO_INITIAL = 64;
 
 export class PeerState {
   readonly id: number;
@@ -86,12 +88,15 @@ export class PeerState {
   wakePending = false;
   verdictDirty = false;
 
-  // The private FIFO, by descriptor position & fifoMask.
-  private readonly fifoMask: number;
-  readonly fifoUid: Float64Array;
-  readonly fifoSlot: Int32Array;          // -1: a notification (charges nothing)
-  readonly fifoHandles: Int32Array;       // handles charged in flight
-  /** Handles carried by queued messages, by FIFO index (only messages that carry any). */
+  // The private FIFO, by descriptor position & fifoMask. It starts small and doubles
+  // (up to the ring's slot count) while more descriptors are outstanding, so an idle
+  // peer does not pay for the largest queue its limits allow.
+  private fifoMask = FIFO_INITIAL - 1;
+  private readonly fifoMax: number;
+  fifoUid = new Float64Array(FIFO_INITIAL);
+  fifoSlot = new Int32Array(FIFO_INITIAL);          // -1: a notification (charges nothing)
+  fifoHandles = new Int32Array(FIFO_INITIAL);       // handles charged in flight
+  /** Handles carried by queued messages, by descriptor position (only messages that carry any). */
   readonly fifoHandleList = new Map<number, Handle[]>();
   /** Descriptor position up to which receipt has been accounted. */
   syncedTail = 0;
@@ -119,10 +124,7 @@ export class PeerState {
     this.pool = args.pool;
     this.port = args.port;
     const slots = args.descriptorSlots;
-    this.fifoMask = slots - 1;
-    this.fifoUid = new Float64Array(slots);
-    this.fifoSlot = new Int32Array(slots);
-    this.fifoHandles = new Int32Array(slots);
+    this.fifoMax = slots;
   }
 
   /** Int32 index into inI32 of the descriptor at free-running position `pos`. */
@@ -134,8 +136,35 @@ export class PeerState {
     return this.desc.ctl.byteOffset + RING_HEADER_BYTES;
   }
 
+  get fifoCapacity(): number {
+    return this.fifoMask + 1;
+  }
+
   fifoIndex(pos: number): number {
     return pos & this.fifoMask;
+  }
+
+  /** Make room in the FIFO for the descriptor at `pos` (outstanding ones keep their place). */
+  ensureFifo(pos: number): void {
+    const outstanding = (pos - this.syncedTail) >>> 0;
+    if (outstanding <= this.fifoMask || this.fifoMask + 1 >= this.fifoMax) return;
+    let cap = (this.fifoMask + 1) * 2;
+    while (cap <= outstanding && cap < this.fifoMax) cap *= 2;
+    const mask = cap - 1;
+    const uid = new Float64Array(cap);
+    const slot = new Int32Array(cap);
+    const handles = new Int32Array(cap);
+    for (let p = this.syncedTail; p !== pos; p = (p + 1) >>> 0) {
+      const from = p & this.fifoMask;
+      const to = p & mask;
+      uid[to] = this.fifoUid[from];
+      slot[to] = this.fifoSlot[from];
+      handles[to] = this.fifoHandles[from];
+    }
+    this.fifoUid = uid;
+    this.fifoSlot = slot;
+    this.fifoHandles = handles;
+    this.fifoMask = mask;
   }
 
   /**
@@ -165,13 +194,13 @@ export class PeerState {
         }
         runM++;
         runH += this.fifoHandles[i];
-        runB += this.pool.charged[slot];
-        this.pool.state[slot] = SLOT_RECEIVED;
+        runB += this.pool.chargedOf(slot);
+        this.pool.markReceived(slot);
         if (this.fifoHandleList.size > 0) {
-          const list = this.fifoHandleList.get(i);
+          const list = this.fifoHandleList.get(pos);
           if (list !== undefined) {
             for (const handle of list) handle.refsInFlight--;
-            this.fifoHandleList.delete(i);
+            this.fifoHandleList.delete(pos);
           }
         }
       }
@@ -251,6 +280,6 @@ export class PeerState {
   }
 
   isSlotQueued(slot: number): boolean {
-    return this.pool.state[slot] === SLOT_QUEUED;
+    return this.pool.stateOf(slot) === SLOT_QUEUED;
   }
 }
