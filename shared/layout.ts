@@ -122,10 +122,14 @@ export function nextPow2(n: number): number {
   return p;
 }
 
-/** Bytes of a peer's OUT ring: room for at least two of the largest records. */
+/**
+ * Bytes of a peer's OUT ring: room for several of the largest records, so that a sender
+ * of large messages is not put to sleep after every one or two (untouched pages of the
+ * ring cost nothing).
+ */
 export function outRingBytes(maxMessageBytes: number): number {
   const largest = RECORD_HEADER_BYTES + 4 * (SEND_HEADER_WORDS + MAX_DESTINATIONS + MAX_HANDLES_PER_MESSAGE) + maxMessageBytes + 8;
-  return Math.max(1 << 18, nextPow2(2 * largest));
+  return Math.max(1 << 20, nextPow2(4 * largest));
 }
 
 /** Descriptor slots: every message the peer may hold, plus room for notifications (the rest overflow in the coordinator). */

@@ -31,7 +31,7 @@ import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
 import { codeNumber, type BusErrorCode, BusError } from '../errors.js';
 import { ChargeSet, Ledger, HANDLES, ALLOWED, type Limits } from './ledger.js';
 import type { QuotaRule } from './quota.js';
-import { Pool, SLOT_RECEIVED, SLOT_QUEUED } from './pool.js';
+import { Pool, SLOT_RECEIVED, SLOT_QUEUED, MAX_SLOTS_PER_CLASS } from './pool.js';
 import { BusNode, Handle } from './nodes.js';
 import { PeerState, WAKE_BATCH, type PendingDescriptor } from './peer-state.js';
 import { Users } from './users.js';
@@ -57,6 +57,9 @@ export interface PeerCreated {
   maxMessageBytes: number;
   limits: Limits;
 }
+
+/** Largest IN buffer: its offsets are handled as 32-bit signed integers. */
+const MAX_IN_BYTES = 2 ** 31 - 1;
 
 /** Records processed from one peer before moving to the next, for fairness. */
 export const BATCH_RECORDS = 256;
@@ -118,10 +121,18 @@ export class Coordinator {
     limits.messages = Math.min(limits.messages, userMax.messages);
     limits.handles = Math.min(limits.handles, userMax.handles);
     limits.bytes = Math.min(limits.bytes, userMax.bytes);
+    if (limits.messages > MAX_SLOTS_PER_CLASS) {
+      throw new BusError('EINVAL', `createPeer: a peer may hold at most ${MAX_SLOTS_PER_CLASS} messages (asked ${limits.messages})`);
+    }
     const largest = Math.min(limits.bytes, messageBytes(this.config.maxMessageBytes, MAX_HANDLES_PER_MESSAGE));
     const poolBytes = Pool.bytesFor(limits.messages, limits.bytes, largest);
     const slots = descriptorSlots(limits.messages);
     const layout = inLayout(slots, poolBytes);
+    if (layout.totalBytes > MAX_IN_BYTES) {
+      throw new BusError('EINVAL', `createPeer: with limits ${JSON.stringify(limits)} and messages of up to `
+        + `${this.config.maxMessageBytes} bytes, this peer's receive pool would need ${layout.totalBytes} bytes of `
+        + `address space, more than ${MAX_IN_BYTES}; lower its bytes or messages limit, or the bus's maxMessageBytes`);
+    }
     const ringBytes = outRingBytes(this.config.maxMessageBytes);
     const outSab = new SharedArrayBuffer(RING_HEADER_BYTES + ringBytes);
     const inSab = new SharedArrayBuffer(layout.totalBytes);
