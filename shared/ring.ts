@@ -232,14 +232,12 @@ export class ByteRingReader extends RingHeader {
 // ---------------------------------------------------------------------------------------
 // SlotRing
 
-/** Producer end of a fixed-slot ring. */
-export class SlotRingWriter extends RingHeader {
+/** What both ends of a fixed-slot ring see: the slots as 32- and 64-bit words. */
+class SlotRingBase extends RingHeader {
   readonly slots: number;
   readonly slotBytes: number;
   readonly i32: Int32Array;
   readonly f64: Float64Array;
-  private head: number;
-  private tailCache: number;
 
   constructor(sab: SharedArrayBuffer, byteOffset: number, slots: number, slotBytes: number) {
     super(sab, byteOffset);
@@ -248,6 +246,16 @@ export class SlotRingWriter extends RingHeader {
     this.slotBytes = slotBytes;
     this.i32 = new Int32Array(sab, byteOffset + RING_HEADER_BYTES, (slots * slotBytes) / 4);
     this.f64 = new Float64Array(sab, byteOffset + RING_HEADER_BYTES, (slots * slotBytes) / 8);
+  }
+}
+
+/** Producer end of a fixed-slot ring. */
+export class SlotRingWriter extends SlotRingBase {
+  private head: number;
+  private tailCache: number;
+
+  constructor(sab: SharedArrayBuffer, byteOffset: number, slots: number, slotBytes: number) {
+    super(sab, byteOffset, slots, slotBytes);
     this.head = this.loadHead();
     this.tailCache = this.loadTail();
   }
@@ -286,21 +294,12 @@ export class SlotRingWriter extends RingHeader {
 }
 
 /** Consumer end of a fixed-slot ring. */
-export class SlotRingReader extends RingHeader {
-  readonly slots: number;
-  readonly slotBytes: number;
-  readonly i32: Int32Array;
-  readonly f64: Float64Array;
+export class SlotRingReader extends SlotRingBase {
   private tail: number;
   private headCache: number;
 
   constructor(sab: SharedArrayBuffer, byteOffset: number, slots: number, slotBytes: number) {
-    super(sab, byteOffset);
-    checkCapacity(slots, 1);
-    this.slots = slots;
-    this.slotBytes = slotBytes;
-    this.i32 = new Int32Array(sab, byteOffset + RING_HEADER_BYTES, (slots * slotBytes) / 4);
-    this.f64 = new Float64Array(sab, byteOffset + RING_HEADER_BYTES, (slots * slotBytes) / 8);
+    super(sab, byteOffset, slots, slotBytes);
     this.tail = this.loadTail();
     this.headCache = this.loadHead();
   }

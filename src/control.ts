@@ -6,6 +6,7 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import type { BusErrorData } from './errors.js';
+import type { PeerCreated } from './coordinator/coordinator.js';
 import type { Limits } from './coordinator/ledger.js';
 
 export type ControlRequest =
@@ -20,17 +21,4 @@ export type ControlReply =
   | { id: number; ok: false; error: BusErrorData };
 
 /** What the coordinator returns for createPeer; the owner wraps it into a PeerTicket. */
-export interface PeerMemory {
-  peerId: number;
-  uid: number;
-  outSab: SharedArrayBuffer;
-  inSab: SharedArrayBuffer;
-  doorbell: SharedArrayBuffer;
-  outRingBytes: number;
-  verdictOffset: number;
-  descriptorOffset: number;
-  descriptorSlots: number;
-  maxMessageBytes: number;
-  limits: Limits;
-  port: MessagePort;
-}
+export type PeerMemory = PeerCreated & { doorbell: SharedArrayBuffer; port: MessagePort };

@@ -110,7 +110,6 @@ function checkHandleId(h: unknown, what: string): number {
 
 export class Peer implements AsyncIterable<Message>, SliceOwner {
   readonly uid: number;
-  #ticket: PeerTicket;
   #out: ByteRingWriter;
   #outBuf: Buffer;
   #verdicts: SlotRingReader;
@@ -143,7 +142,6 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #pumpFn = () => this.#pump();
 
   private constructor(ticket: PeerTicket) {
-    this.#ticket = ticket;
     this.uid = ticket.uid;
     const m = ticket;
     this.#out = new ByteRingWriter(m.outSab, 0, m.outRingBytes);

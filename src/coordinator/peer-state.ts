@@ -24,7 +24,7 @@ import {
 } from '../../shared/layout.js';
 import { ByteRingReader, SlotRingWriter } from '../../shared/ring.js';
 import type { Ledger } from './ledger.js';
-import { Pool, SLOT_QUEUED, SLOT_RECEIVED } from './pool.js';
+import { Pool, SLOT_QUEUED } from './pool.js';
 import type { BusNode, Handle } from './nodes.js';
 import type { UserState } from './users.js';
 
