@@ -17,8 +17,6 @@
  */
 
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { Coordinator, type CoordinatorConfig } from '../src/coordinator/coordinator.js';
 import { STATE_DISCONNECTED, REASON_THREAD_EXIT } from '../shared/layout.js';
 import { BusError } from '../src/errors.js';
@@ -31,8 +29,6 @@ const IDLE_SPIN_MS = 0.05;
 /** Sleep bound while a peer is stalled or has descriptors held back (it may read at any time). */
 const POLL_MS = 1;
 const IDLE_SLEEP_MS = 1000;
-/** Nice value asked for the coordinator thread (lower = more CPU when contended). */
-const COORDINATOR_NICE = -10;
 
 const config = workerData.config as CoordinatorConfig;
 config.users = new Map(Object.entries(workerData.config.users ?? {}).map(([k, v]) => [Number(k), v as never]));
@@ -142,21 +138,5 @@ function sleep(): void {
   });
 }
 
-/**
- * Every message passes through this one thread, so when peers outnumber cores it must
- * not get a 1/N share of the CPU. Raise its priority (Linux: setpriority on this
- * thread's own tid). Best effort: without the privilege to lower a nice value, nothing
- * changes and nothing fails.
- */
-function raisePriority(): void {
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, COORDINATOR_NICE);
-  } catch {
-    // not Linux, or not permitted: the default priority still works, only slower under load
-  }
-}
-
-raisePriority();
 reply({ id: 0, ok: true, value: 'ready' });
 loop();

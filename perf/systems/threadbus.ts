@@ -31,14 +31,22 @@ const RECEIVER_MESSAGES = 1 << 18;
 const SENDER_LIMITS = { messages: 64, handles: 64, bytes: 64 * 1024 };
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const SENDER_UID_BASE = 1;
+/** Peers created at once by idlePeers(). */
+const IDLE_BATCH = 100;
 const RECEIVER_UID_BASE = 100_000;
 
 /** 64 KiB payloads get a larger byte budget, so that 16 MiB (128 messages in flight) is not all that is measured. */
 const LARGE_PAYLOAD_BYTES_LIMIT = 64 * 1024 * 1024;
 
+/** Small messages get a small maximum, hence small OUT rings: less queued at STOP to drain. */
+const SMALL_MAX_MESSAGE_BYTES = 2048;
+
 function startBus(workload?: StreamWorkload): Promise<Bus> {
-  const bytes = workload === 'oneway-64KiB' ? LARGE_PAYLOAD_BYTES_LIMIT : undefined;
-  return Bus.start({ userLimits: { messages: RECEIVER_MESSAGES, bytes }, maxMessageBytes: MAX_MESSAGE_BYTES });
+  const large = workload === 'oneway-64KiB';
+  return Bus.start({
+    userLimits: { messages: RECEIVER_MESSAGES, bytes: large ? LARGE_PAYLOAD_BYTES_LIMIT : undefined },
+    maxMessageBytes: large ? MAX_MESSAGE_BYTES : SMALL_MAX_MESSAGE_BYTES,
+  });
 }
 
 /** Close the roles' session first (their peers close), then the bus. */
@@ -136,11 +144,17 @@ export async function idlePeers(n: number): Promise<IdlePeers> {
   const bus = await Bus.start();
   const peers: Peer[] = [];
   let reserved = 0;
-  for (let i = 0; i < n; i++) {
-    const t = await bus.createPeer({ uid: i });
-    await bus.createNode(t);
-    reserved = t.inSab.byteLength + t.outSab.byteLength;
-    peers.push(Peer.open(t));
+  // Created in batches: the owner's control round trips overlap.
+  for (let i = 0; i < n; i += IDLE_BATCH) {
+    const batch = Array.from({ length: Math.min(IDLE_BATCH, n - i) }, async (_, j) => {
+      const t = await bus.createPeer({ uid: i + j });
+      await bus.createNode(t);
+      return t;
+    });
+    for (const t of await Promise.all(batch)) {
+      reserved = t.inSab.byteLength + t.outSab.byteLength;
+      peers.push(Peer.open(t));
+    }
   }
   return {
     close: () => void bus.close(),

@@ -33,7 +33,7 @@ import { ChargeSet, Ledger, HANDLES, ALLOWED, type Limits } from './ledger.js';
 import type { QuotaRule } from './quota.js';
 import { Pool, SLOT_RECEIVED, SLOT_QUEUED, MAX_SLOTS_PER_CLASS } from './pool.js';
 import { BusNode, Handle } from './nodes.js';
-import { PeerState, WAKE_BATCH, type PendingDescriptor } from './peer-state.js';
+import { PeerState, type PendingDescriptor } from './peer-state.js';
 import { Users } from './users.js';
 
 export interface CoordinatorConfig {
@@ -215,16 +215,20 @@ export class Coordinator {
       progress += this.processPeer(peer);
     }
     this.flushCondemned();
-    this.deliverWakes(progress === 0);
+    this.deliverWakes();
     return progress;
   }
 
-  /** Wake receivers whose wake-up publish() deferred: when enough waits for them, or when idle. */
-  private deliverWakes(idle: boolean): void {
+  /**
+   * Wake the sleeping receivers publish() did not wake at once. A round over all peers is
+   * the batch: waiting longer (say, for the coordinator to go idle) would starve
+   * receivers of a bus that is never idle.
+   */
+  private deliverWakes(): void {
     const peers = this.peers;
     for (let i = 0; i < peers.length; i++) {
       const p = peers[i];
-      if (p.wakePending && (idle || p.unread() >= WAKE_BATCH)) p.wakeIfPending();
+      if (p.wakePending) p.wakeIfPending();
     }
   }
 
