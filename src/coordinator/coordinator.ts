@@ -834,38 +834,37 @@ export class Coordinator {
 
   // ---- verdicts -----------------------------------------------------------------------
 
-  private writeVerdict(peer: PeerState, reqId: number, code: number, resource: number, detail: number, uid: number): void {
-    if (reqId === 0) return;
+  /** Reserve and fill a verdict slot's words; the caller checked there is room. Returns the slot's Int32 index. */
+  private verdictSlot(peer: PeerState, reqId: number, code: number, resource: number, detail: number): number {
     peer.verdictFree--;
-    const at = peer.verdicts.reserve();
-    if (at < 0) throw new Error('internal: verdict ring full although space was checked');
     const v = peer.verdicts;
+    const at = v.reserve();
+    if (at < 0) throw new Error('internal: verdict ring full although space was checked');
     v.i32[at + V_REQ] = reqId;
     v.i32[at + V_CODE] = code;
     v.i32[at + V_RESOURCE] = resource;
     v.i32[at + V_DETAIL] = detail;
-    v.f64[(at >> 1) + V_VALUES_F64] = uid;
     peer.verdictDirty = true;
     this.markDirty(peer);
+    return at;
   }
 
+  private writeVerdict(peer: PeerState, reqId: number, code: number, resource: number, detail: number, uid: number): void {
+    if (reqId === 0) return;
+    const at = this.verdictSlot(peer, reqId, code, resource, detail);
+    peer.verdicts.f64[(at >> 1) + V_VALUES_F64] = uid;
+  }
+
+  /** A query's answer: the peer's limits, then what remains of them. */
   private writeQueryVerdict(peer: PeerState, reqId: number): void {
     if (reqId === 0) return;
-    peer.verdictFree--;
-    const at = peer.verdicts.reserve();
-    if (at < 0) throw new Error('internal: verdict ring full although space was checked');
-    const v = peer.verdicts;
-    v.i32[at + V_REQ] = reqId;
-    v.i32[at + V_CODE] = 0;
-    v.i32[at + V_RESOURCE] = 0;
-    v.i32[at + V_DETAIL] = 0;
+    const at = this.verdictSlot(peer, reqId, 0, 0, 0);
+    const f64 = peer.verdicts.f64;
     const f = (at >> 1) + V_VALUES_F64;
     for (let r = 0; r < 3; r++) {
-      v.f64[f + r] = peer.ledger.max[r];
-      v.f64[f + 3 + r] = peer.ledger.remaining[r];
+      f64[f + r] = peer.ledger.max[r];
+      f64[f + 3 + r] = peer.ledger.remaining[r];
     }
-    peer.verdictDirty = true;
-    this.markDirty(peer);
   }
 
   private lastError(op: string): BusError {
