@@ -129,7 +129,7 @@ export function nextPow2(n: number): number {
  */
 export function outRingBytes(maxMessageBytes: number): number {
   const largest = RECORD_HEADER_BYTES + 4 * (SEND_HEADER_WORDS + MAX_DESTINATIONS + MAX_HANDLES_PER_MESSAGE) + maxMessageBytes + 8;
-  return Math.max(1 << 18, nextPow2(4 * largest));
+  return Math.max(1 << 16, nextPow2(4 * largest));
 }
 
 /** Descriptor slots: every message the peer may hold, plus room for notifications (the rest overflow in the coordinator). */
