@@ -33,7 +33,8 @@ for (const [i, uid] of [1000, 1001].entries()) {
 await Promise.all(exited.slice(1));
 for (const uid of [100, 1000, 1001]) {
   const u = await bus.usage(uid);
-  console.log(`usage uid=${uid}: remaining ${JSON.stringify(u.remaining)} of ${JSON.stringify(u.max)}`);
+  const note = uid === 100 ? '  (the service still holds the handle of its own, live node)' : '';
+  console.log(`usage uid=${uid}: remaining ${JSON.stringify(u.remaining)} of ${JSON.stringify(u.max)}${note}`);
 }
 await bus.close();
 await exited[0];
