@@ -40,6 +40,8 @@ import { Message, type HandleId, type SliceOwner } from './message.js';
 import { type PeerTicket, checkTicket } from './ticket.js';
 import type { Limits } from './coordinator/ledger.js';
 
+/** Receipts published together (see #consumed). */
+const TAIL_BATCH = 32;
 /** How long a synchronous request (createNode, releaseHandle) waits for the coordinator. */
 export const SYNC_TIMEOUT_MS = 30_000;
 /** Sleep chunk of blocking waits; state is re-checked after each. */
@@ -329,6 +331,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     }
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
     const bodyBytes = idsBytes + plen;
+    // Handles named here (destinations too) may have arrived in messages just received.
+    this.#publishTail();
     const reqId = this.#takeReq();
     let i32: Int32Array, u8: Uint8Array, at: number, buf: Buffer;
     let spill: Uint8Array | null = null;
@@ -380,7 +384,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     for (;;) {
       const at = desc.read();
       if (at === RING_EMPTY) {
-        // About to wait, or to return to a caller that may: let the coordinator see our releases.
+        // About to wait, or to return to a caller that may: let the coordinator see our receipts and releases.
         this.#flushReleases();
         return undefined;
       }
@@ -392,7 +396,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       }
       if (kind !== KIND_DATA && kind !== KIND_NODE_DESTROY && kind !== KIND_NODE_RELEASE) {
         desc.consume();
-        desc.release();
+        this.#consumed();
         continue;
       }
       const dest = i32[at + D_DEST] >>> 0;
@@ -416,7 +420,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
           (word & DESC_CONTINUE) !== 0, null, 0);
       }
       desc.consume();
-      desc.release();
+      this.#consumed();
       return msg;
     }
   }
@@ -497,7 +501,28 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #small = new Int32Array(2);
   #smallU8 = new Uint8Array(this.#small.buffer);
 
+  /**
+   * Receipts (the descriptor tail) are published in batches too: the tail's cache line is
+   * read by the coordinator, and writing it per message would bounce it between cores.
+   * It is published before anything the coordinator must see in order after it (a
+   * release, a request naming a handle that arrived in a message), when the batch is
+   * full, when this thread is about to wait, and at the end of the current task.
+   */
+  #consumed(): void {
+    if (++this.#unpublished >= TAIL_BATCH) this.#publishTail();
+    else if (this.#unpublished === 1) queueMicrotask(this.#publishTailFn);
+  }
+  #unpublished = 0;
+  #publishTailFn = () => this.#publishTail();
+
+  #publishTail(): void {
+    if (this.#unpublished === 0) return;
+    this.#unpublished = 0;
+    this.#desc.release();
+  }
+
   #flushReleases(): void {
+    this.#publishTail();
     const n = this.#releases[1];
     if (n === 0) return;
     if (this.isOpen) this.#writeRecordRaw(OP_RELEASE_SLICES, this.#releasesU8.subarray(0, 8 + 4 * n));
@@ -547,6 +572,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   }
 
   #writeRecordRaw(op: number, body: Uint8Array): void {
+    this.#publishTail();
     if (this.#backlog.length === 0) {
       const at = this.#out.reserve(body.byteLength, op);
       if (at >= 0) {
@@ -727,6 +753,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   /** A request that must be answered before returning (createNode, releaseHandle). */
   #syncRequest(what: string, op: number, arg: number): void {
     this.#assertOpen(what);
+    this.#publishTail();
     const deadline = performance.now() + SYNC_TIMEOUT_MS;
     // Everything queued earlier goes first, to keep this peer's requests in order.
     while (!this.#flushBacklog()) this.#blockForSpace(deadline, what);
