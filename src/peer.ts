@@ -679,7 +679,12 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       const name = owner === null ? 'post' : typeof owner.extra === 'string' ? owner.extra : opName(owner.kind);
       if (code !== 0) {
         const detail = v.i32[at + V_DETAIL] >>> 0;
+        // A stack captured here would only show this loop, and costs microseconds per
+        // error: a sender far ahead of its receiver can be refused thousands of times.
+        const stackLimit = Error.stackTraceLimit;
+        Error.stackTraceLimit = 0;
         const err = errorFromWire(name, code, v.i32[at + V_RESOURCE], detail, v.f64[f]);
+        Error.stackTraceLimit = stackLimit;
         if (owner === null) this.#rejectedPosts.push({ id: vreq, error: err });
         else if (owner.kind === K_PARTIAL) (owner.refused ??= []).push({ destination: detail, error: err });
         else owner.error = err;
