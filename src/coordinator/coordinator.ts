@@ -290,6 +290,10 @@ export class Coordinator {
     const w = off >> 2;
     if (len < 4) return Dispatch.Violation;
     const reqId = i32[w] >>> 0;
+    // Receipts first: a handle that arrived in a message this peer has since received is
+    // usable by its next request, and a slice it received may be released. The peer
+    // publishes its tail before writing such a request, so one look here is enough.
+    if (!peer.syncConsumed()) return Dispatch.Violation;
     // A request may only start when its verdicts are sure to fit (one per refused
     // destination of a partial multicast, else one).
     let need = 1;
@@ -341,14 +345,12 @@ export class Coordinator {
         break;
       case OP_RELEASE_SLICE:
         if (len < 8) return Dispatch.Violation;
-        peer.syncConsumed();
         if (!this.releaseSlice(peer, i32[w + 1] >>> 0)) return Dispatch.Violation;
         break;
       case OP_RELEASE_SLICES: {
         if (len < 8) return Dispatch.Violation;
         const n = i32[w + 1] >>> 0;
         if (n > (len - 8) / 4) return Dispatch.Violation;
-        peer.syncConsumed();
         // One ledger update for the whole batch.
         let count = 0, bytes = 0, ok = true;
         for (let i = 0; i < n; i++) {
@@ -375,7 +377,6 @@ export class Coordinator {
         break;
       }
       case OP_QUERY:
-        this.syncPeer(peer);
         this.writeQueryVerdict(peer, reqId);
         this.ack(peer, reqId);
         return Dispatch.Done;
@@ -423,8 +424,6 @@ export class Coordinator {
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
     if (idsBytes + plen > len) return this.fail(E_INVAL, 0);
     const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
-    // Handles that arrived in messages this peer has since received are usable now.
-    this.syncPeer(sender);
     if (ndest === 1 && nh === 0 && !partial) {
       const r = this.sendUnicast(sender, w, plen, idsBytes);
       if (r >= 0) return r;
@@ -744,7 +743,6 @@ export class Coordinator {
   }
 
   private releaseHandle(peer: PeerState, id: number): number {
-    this.syncPeer(peer);
     const h = peer.handles.get(id);
     if (h === undefined || h.refs - h.refsInFlight <= 0) return this.fail(E_NXIO, id);
     const node = h.node;
@@ -769,7 +767,6 @@ export class Coordinator {
   }
 
   private destroyNodesRequest(peer: PeerState, w: number, n: number): number {
-    this.syncPeer(peer);
     const i32 = peer.out.i32;
     const epoch = ++this.epoch;
     const nodes = this.txNodes;

@@ -24,7 +24,7 @@ import {
 } from '../../shared/layout.js';
 import { ByteRingReader, SlotRingWriter } from '../../shared/ring.js';
 import type { Ledger } from './ledger.js';
-import { Pool, SLOT_QUEUED } from './pool.js';
+import { Pool } from './pool.js';
 import type { BusNode, Handle } from './nodes.js';
 import type { UserState } from './users.js';
 
@@ -277,9 +277,5 @@ export class PeerState {
     Atomics.notify(this.ctl, CTL_ACKED);
     Atomics.notify(this.desc.ctl, RING_HEAD);
     Atomics.notify(this.out.ctl, RING_TAIL);
-  }
-
-  isSlotQueued(slot: number): boolean {
-    return this.pool.stateOf(slot) === SLOT_QUEUED;
   }
 }
