@@ -15,7 +15,7 @@ import {
   RING_TAIL,
 } from '../shared/layout.js';
 import {
-  BytePlan, CTL_ABORT, CTL_GO, CTL_WORDS, Rng, byteConsumerAsync, checkBody, fillBody, recordKey,
+  BytePlan, CTL_ABORT, CTL_GO, CTL_WORDS, Rng, byteConsumer, EVENT_LOOP, checkBody, fillBody, recordKey,
   type SideStats, type StressParams,
 } from './fixtures/ring-common.js';
 
@@ -125,7 +125,7 @@ interface StressSpec {
   seed?: number;
   producer?: StressSide;
   consumer?: StressSide;
-  /** Run the consumer on this (the test's) event loop with byteConsumerAsync. */
+  /** Run the consumer on this (the test's) event loop with byteConsumer(EVENT_LOOP). */
   consumerOnMain?: boolean;
 }
 
@@ -157,7 +157,7 @@ async function runStress(t: ExecutionContext, spec: StressSpec): Promise<StressR
   await withTimeout(Promise.all([producer.ready, consumer?.ready]), 30_000, 'workers starting', abort);
   Atomics.store(ctl, CTL_GO, 1);
   Atomics.notify(ctl, CTL_GO);
-  const consResult = spec.consumerOnMain ? byteConsumerAsync(cp) : consumer!.result;
+  const consResult = spec.consumerOnMain ? byteConsumer(cp, EVENT_LOOP) : consumer!.result;
   const [prod, cons] = await withTimeout(Promise.all([producer.result, consResult]), 90_000, 'stress run', abort);
   return { prod, cons, mem, p: base };
 }
