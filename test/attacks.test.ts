@@ -8,8 +8,8 @@
  * depends on speed.
  */
 
-import test, { type ExecutionContext } from 'ava';
-import { QBus, QuotaModel, cost, type ErrorData, type QPeer } from './fixtures/quota-harness.js';
+import test from 'ava';
+import { QBus, QuotaModel, cost, edquot, type ErrorData, type QPeer } from './fixtures/quota-harness.js';
 
 const DEFAULT_MAX = { messages: 16384, handles: 65536, bytes: 16 * 1024 * 1024 };
 
@@ -24,14 +24,6 @@ interface ServiceStats {
 
 function stats(svc: QPeer): Promise<ServiceStats> {
   return svc.call('serviceStats');
-}
-
-function edquot(t: ExecutionContext, e: ErrorData | null, resource: string, uid: number, what: string): void {
-  t.truthy(e, `${what}: expected a refusal`);
-  if (e === null) return;
-  t.is(e.code, 'EDQUOT', `${what}: code`);
-  t.is(e.resource, resource, `${what}: resource`);
-  t.is(e.uid, uid, `${what}: uid`);
 }
 
 /** One request/reply round trip from `client`; resolves with the reply text. */

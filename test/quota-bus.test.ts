@@ -12,21 +12,13 @@
  */
 
 import test, { type ExecutionContext } from 'ava';
-import { QBus, QuotaModel, cost, type ErrorData, type QPeer, type Vec } from './fixtures/quota-harness.js';
+import { QBus, QuotaModel, cost, edquot, type QPeer, type Vec } from './fixtures/quota-harness.js';
 
 const RECV = 5000;       // the receiving user
 const A = 1001, B = 1002, C = 1003;
 const BOUND = 5000;      // no sendUntilRefused loop below may run longer than this
 
 const ONE: Vec = cost(1, 0);           // 'x': one message, no handle, 8 bytes
-
-function edquot(t: ExecutionContext, e: ErrorData | null, resource: string, uid: number, what: string): void {
-  t.truthy(e, `${what}: expected a refusal`);
-  if (e === null) return;
-  t.is(e.code, 'EDQUOT', `${what}: code`);
-  t.is(e.resource, resource, `${what}: resource`);
-  t.is(e.uid, uid, `${what}: uid`);
-}
 
 async function same(t: ExecutionContext, qb: QBus, model: QuotaModel, what: string): Promise<void> {
   t.deepEqual(await qb.usage(model.owner), model.usage(), `usage(${model.owner}) ${what}`);
