@@ -38,10 +38,6 @@ interface Model {
   committed: Charge[];  // received (or charged committed), not yet released
 }
 
-function isSafeCount(x: number): boolean {
-  return Number.isSafeInteger(x) && x >= 0;
-}
-
 function modelShare(m: Model, ledger: number, uid: number, r: number): bigint {
   let sum = 0n;
   for (const c of m.inflight) if (c.ledger === ledger && c.uid === uid && uid !== m.owners[ledger]) sum += c.amounts[r]!;

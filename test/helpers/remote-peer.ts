@@ -6,34 +6,18 @@
 
 import { Worker } from 'node:worker_threads';
 import type { ExecutionContext } from 'ava';
-import { Bus, BusError, type BusOptions, type PeerTicket } from '../../src/index.js';
+import { Bus, type BusOptions, type PeerTicket } from '../../src/index.js';
+import { RpcClient } from './rpc-client.js';
 import type { MessageSummary } from '../fixtures/remote-peer.js';
 
 export type { MessageSummary };
 
-export class RemotePeer {
-  readonly worker: Worker;
+export class RemotePeer extends RpcClient {
   readonly ticket: PeerTicket;
-  readonly exited: Promise<number>;
-  #pending = new Map<number, { resolve: (v: any) => void; reject: (e: unknown) => void }>();
-  #next = 1;
 
   private constructor(worker: Worker, ticket: PeerTicket) {
-    this.worker = worker;
+    super(worker, false); // crashes are provoked on purpose; `exited` tells
     this.ticket = ticket;
-    this.exited = new Promise((resolve) => worker.once('exit', resolve));
-    worker.on('message', ({ id, ok, value, error }) => {
-      const p = this.#pending.get(id);
-      if (p === undefined) return;
-      this.#pending.delete(id);
-      if (ok) p.resolve(value);
-      else p.reject(error.code === 'TEST' ? new Error(error.message) : new BusError(error.code, error.message, error));
-    });
-    worker.on('error', () => { /* crashes are provoked on purpose; exited tells */ });
-    worker.once('exit', () => {
-      for (const p of this.#pending.values()) p.reject(new Error('peer worker exited'));
-      this.#pending.clear();
-    });
   }
 
   static async spawn(ticket: PeerTicket): Promise<RemotePeer> {
@@ -41,16 +25,8 @@ export class RemotePeer {
       workerData: { ticket }, transferList: ticket.transfer as never,
     });
     const rp = new RemotePeer(worker, ticket);
-    await new Promise<void>((resolve, reject) => rp.#pending.set(0, { resolve: () => resolve(), reject }));
+    await rp.ready();
     return rp;
-  }
-
-  call<T = any>(method: string, ...args: unknown[]): Promise<T> {
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, method, args });
-    });
   }
 
   createNode(): Promise<number> { return this.call('createNode'); }
