@@ -16,8 +16,12 @@
  * Every wait here has a timeout. Callers loop on their own deadline and decide what a
  * timeout means (a stuck peer, a shut-down bus); nothing in this file can hang forever.
  *
- * Atomics.waitAsync does not keep Node's event loop alive, so waitAsyncRefd() holds a
- * ref'd timer for exactly as long as the async wait is pending.
+ * Atomics.waitAsync does not keep Node's event loop alive. sleepWhileEqualAsync() therefore
+ * counts the thread's pending async waits and holds one ref'd handle (a never-firing
+ * interval) while that count is above zero. The handle has no deadline of its own: a timer
+ * with a margin over the wait's timeout can fire first on a loaded machine (the wait's own
+ * timeout is delivered by another queue), leave the loop with nothing ref'd, and let an idle
+ * worker exit under a pending recv() (exit code 13, an unsettled top-level await).
  */
 
 /** Loads to spend before falling asleep. About 1000 brings a round trip under 2 us here. */
@@ -69,14 +73,28 @@ export function sleepWhileEqualAsync(
     if (flagIndex >= 0) Atomics.store(i32, flagIndex, 0);
     return w.value;
   }
-  // The timer is the ref'd handle; it also outlives the wait's own timeout by a margin
-  // so that it never fires first.
-  const keepAlive = setTimeout(noop, ms + 50);
+  holdLoop();
   return w.value.then((r) => {
-    clearTimeout(keepAlive);
+    releaseLoop();
     if (flagIndex >= 0) Atomics.store(i32, flagIndex, 0);
     return r;
   });
+}
+
+/** Async waits of this thread still pending; the keep-alive handle is ref'd while > 0. */
+let pendingAsyncWaits = 0;
+/** Never fires on its own (about 12 days), is only ever ref'd or unref'd: no allocation per wait. */
+let keepAlive: ReturnType<typeof setInterval> | undefined;
+
+function holdLoop(): void {
+  if (pendingAsyncWaits++ === 0) {
+    if (keepAlive === undefined) keepAlive = setInterval(noop, 0x40000000);
+    else keepAlive.ref();
+  }
+}
+
+function releaseLoop(): void {
+  if (--pendingAsyncWaits === 0) keepAlive!.unref();
 }
 
 function noop(): void {}

@@ -194,6 +194,18 @@ test('sleepWhileEqualAsync keeps its worker alive until its timeout, then report
   t.is(await exitWithin(f, 5000), 0);
 });
 
+test('sleepWhileEqualAsync keeps its worker alive however late the thread gets back to its event loop', async (t) => {
+  // A keep-alive with a deadline of its own (a timer with a margin over the wait's
+  // timeout) loses this race: the wait's own timeout is armed only when the loop runs again.
+  const i32 = words();
+  const f = new Fixture(t, { mode: 'async-busy', sab: i32.buffer as SharedArrayBuffer, timeoutMs: 200, busyMs: 400 });
+  const m = await f.next(10_000);
+  t.is(m.result, 'timed-out', 'the wait ended by its own timeout, in a worker still running');
+  t.is(m.flag, 0);
+  t.is(m.timers, 0, 'and then holds nothing');
+  t.is(await exitWithin(f, 5000), 0);
+});
+
 test('sleepWhileEqualAsync does not leave a NaN-timeout wait pending forever', async (t) => {
   const i32 = words();
   const f = new Fixture(t, { mode: 'async', sab: i32.buffer as SharedArrayBuffer, timeoutMs: NaN });
