@@ -1,6 +1,7 @@
 /*
- * The quota rule against the shared step-by-step vectors (semantics.md 5.4), read at run
- * time from the spec folder beside the repository so the two can never drift apart. Every
+ * The quota rule against the step-by-step vectors (semantics.md 5.4). The vectors are a
+ * verbatim copy of the project spec's quota-vectors.json, kept in test/fixtures/ so that a
+ * clone of this repository holds everything its tests read. Every
  * case runs twice: on the pure rule with a minimal state machine kept here, and through a
  * Ledger on each resource in turn. Then the rule is compared with exact BigInt arithmetic
  * on arbitrary, including absurd, inputs.
@@ -12,8 +13,8 @@ import { testProp, fc } from '@fast-check/ava';
 import { quotaAllows, selfAllows, type QuotaRule } from '../src/coordinator/quota.js';
 import { ALLOWED, Ledger, RESOURCE_COUNT, RESOURCE_NAMES } from '../src/coordinator/ledger.js';
 
-// Tests run from dist/test/; the spec lives in shared/ beside the repository.
-const VECTORS_URL = new URL('../../../shared/spec/quota-vectors.json', import.meta.url);
+// Tests run from dist/test/; the JSON is not compiled, so it is read from the source tree.
+const VECTORS_URL = new URL('../../test/fixtures/quota-vectors.json', import.meta.url);
 
 type Actor = number | 'self';
 type Expect = 'ok' | 'EDQUOT';
