@@ -8,20 +8,14 @@ import { setTimeout as delay } from 'node:timers/promises';
 import {
   MAX_SLEEP_MS, canBlock, sleepWhileEqual, sleepWhileEqualAsync, spinWhileEqual,
 } from '../shared/wait.js';
+import type { WaitFixtureData } from './fixtures/ring-wait.js';
 
 // Same indices as test/fixtures/ring-wait.ts (not imported: that module runs as a worker).
 const WORD = 0;
 const FLAG = 16;
 const FLAG_B = 32;
 
-interface FixtureData {
-  mode: 'sync' | 'async' | 'bare-async' | 'pingpong' | 'can-block';
-  sab: SharedArrayBuffer;
-  timeoutMs: number;
-  rounds?: number;
-  parity?: number;
-  notify?: boolean;
-}
+type FixtureData = WaitFixtureData; // a type-only import: the fixture module itself is not run here
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Msg = { type: string; [k: string]: any };
