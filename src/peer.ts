@@ -302,8 +302,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       checkHandleId(to, what);
       ndest = 1;
     } else if (Array.isArray(to)) {
+      // [] is bus1's empty transaction: validated and sent like any other, it delivers nothing.
       ndest = to.length;
-      if (ndest === 0) throw invalid(`${what}: no destination given`);
       if (ndest > MAX_DESTINATIONS) throw invalid(`${what}: at most ${MAX_DESTINATIONS} destinations`);
       for (let i = 0; i < ndest; i++) {
         checkHandleId(to[i], what);
