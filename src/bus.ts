@@ -104,6 +104,8 @@ export class Bus {
       // A coordinator crash is a threadbus bug; say so loudly, then fail everything cleanly.
       process.emitWarning(`threadbus coordinator crashed: ${e.stack ?? e.message}`, 'ThreadbusWarning');
       die(`failed: ${e.message}`);
+      // Its thread runs no more JavaScript after an uncaught error; 'exit' can come much later.
+      this.#peers.shutDownAll();
     });
     worker.on('exit', (code) => {
       die(`exited (code ${code})`);
@@ -186,7 +188,7 @@ export class Bus {
     try {
       checkTicket(from, 'transferHandle');
       checkTicket(to, 'transferHandle');
-      if (!Number.isInteger(handle) || handle <= 0) throw new BusError('EINVAL', `transferHandle: ${handle} is not a handle id`);
+      if (!Number.isInteger(handle) || handle <= 0 || handle > 0xffffffff) throw new BusError('EINVAL', `transferHandle: ${handle} is not a handle id`);
     } catch (e) {
       return Promise.reject(e);
     }
