@@ -101,27 +101,27 @@ test('with two extra references, node-release comes once, when the last of them 
   await nothingQueued(t, a, 'exactly one notification per last release');
 });
 
+/** `first()` leaves a reference besides the owner's own: nothing; `second()` drops the last one: one node-release. */
+async function lastReleaseNotifies(t: ExecutionContext, owner: Remote, first: () => Promise<void>, second: () => Promise<void>,
+  what: string): Promise<Received> {
+  await first();
+  await nothingQueued(t, owner, `${what}: a reference is still held`);
+  await second();
+  const m = await recv(owner, `${what}: node-release`);
+  t.is(m.type, 'node-release');
+  await nothingQueued(t, owner, `${what}: one notification`);
+  return m;
+}
+
 test('other holders and the owner\'s extra references count together: node-release when the last of all goes', async (t) => {
   const { bus, p: [a, b] } = await setup(t, 2);
   const [n, bN] = await nodeOf(bus, a, b);
-  // The owner's extra reference goes first: b still holds the node, so no notification.
   await bus.transferHandle(a.ticket, n, a.ticket);
-  await a.releaseHandle(n);
-  await nothingQueued(t, a, 'b still holds it');
-  await b.releaseHandle(bN);
-  const first = await recv(a, 'node-release when b lets go');
-  t.is(first.type, 'node-release');
-  await nothingQueued(t, a, 'one notification');
-  // Now the other way round: b lets go while the owner holds an extra reference.
+  const first = await lastReleaseNotifies(t, a, () => a.releaseHandle(n), () => b.releaseHandle(bN), 'the owner\'s extra reference first');
   const bN2 = await bus.transferHandle(a.ticket, n, b.ticket);
   await bus.transferHandle(a.ticket, n, a.ticket);
-  await b.releaseHandle(bN2);
-  await nothingQueued(t, a, 'the owner still holds an extra reference');
-  await a.releaseHandle(n);
-  const second = await recv(a, 'node-release when the owner lets go');
-  t.is(second.type, 'node-release');
+  const second = await lastReleaseNotifies(t, a, () => b.releaseHandle(bN2), () => a.releaseHandle(n), 'the other holder first');
   t.true(second.seq > first.seq);
-  await nothingQueued(t, a, 'one notification');
 });
 
 test('node-release for the owner\'s extra reference takes its place in the global order', async (t) => {
