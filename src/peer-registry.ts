@@ -27,7 +27,7 @@ interface PeerWords {
 
 export class PeerRegistry {
   #peers: PeerWords[] = [];
-  #pruneAt = 64;
+  #pruneAt = 16;
 
   add(inSab: SharedArrayBuffer, descriptorOffset: number, outSab: SharedArrayBuffer): void {
     this.#peers.push({
@@ -37,7 +37,7 @@ export class PeerRegistry {
     });
     if (this.#peers.length >= this.#pruneAt) {
       this.#peers = this.#peers.filter((p) => Atomics.load(p.ctl, CTL_STATE) === STATE_OPEN);
-      this.#pruneAt = Math.max(64, 2 * this.#peers.length);
+      this.#pruneAt = Math.max(16, 2 * this.#peers.length);
     }
   }
 
