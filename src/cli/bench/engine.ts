@@ -1,0 +1,299 @@
+/*
+ * The load engine's main thread: builds one phase (a bus or a set of MessageChannels, one
+ * worker per peer), starts every peer at one time zero, samples the counters, the merged
+ * latency histograms and (on threadbus) the service uid's quota shares every tick, stops
+ * on time, on --messages, on a peer's error or on request (Ctrl-C), drains, and returns
+ * what it measured. Progress goes to `onTick`; the engine prints nothing itself.
+ *
+ * Invariants: every wait is bounded (a thread that does not report or exit in time is
+ * terminated and the run says so); the bus is closed and every worker gone when run()
+ * settles, whatever happened.
+ */
+
+import { MessageChannel, Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import type { Histogram } from 'hdr-histogram-js';
+import { Bus, type PeerTicket } from '../../index.js';
+import { nowMs } from '../clock.js';
+import { addEncoded, newHistogram, percentileCurve, percentiles, type Percentiles } from '../histogram.js';
+import type { BenchConfig } from './options.js';
+import type { ThreadReport } from './peer-thread.js';
+import {
+  DRAIN, RECEIVED, REFUSED, SENT, SERVICE_UID, STOP, controlBlock, isSender, planPeers, readCounter, type PeerPlan,
+} from './plan.js';
+import type { WorkerInit } from './worker.js';
+
+export type Transport = 'threadbus' | 'messageport';
+
+export const TICK_MS = 500;
+/** Bounds: thread start-up (many threads on 2 cores are slow), drain, exit. */
+const READY_TIMEOUT_MS = 60_000;
+const DRAIN_TIMEOUT_MS = 30_000;
+const EXIT_TIMEOUT_MS = 10_000;
+/** Start a little in the future so that every thread sees the same time zero. */
+const START_DELAY_MS = 20;
+
+export interface TimelinePoint {
+  /** Seconds since the start. */
+  t: number;
+  msgsPerSec: number;
+  p99us: number | null;
+}
+
+export interface UidRow {
+  uid: number;
+  sent: number;
+  received: number;
+  refused: number;
+}
+
+export interface PhaseResult {
+  transport: Transport;
+  durationS: number;
+  /** Messages received (round trips for reqrep). */
+  delivered: number;
+  msgsPerSec: number;
+  bytesPerSec: number;
+  latency: Percentiles | null;
+  curve: Array<{ p: number; us: number }>;
+  timeline: TimelinePoint[];
+  byUid: UidRow[];
+  /** Share of the service uid's quota each sending uid held, in percent, per tick. */
+  shares: Array<{ t: number; byUid: Record<number, number> }>;
+  interrupted: boolean;
+  errors: string[];
+}
+
+export interface Progress {
+  transport: Transport;
+  elapsedS: number;
+  msgsPerSec: number;
+  bytesPerSec: number;
+  p99us: number | null;
+  refused: number;
+}
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), ms); })])
+    .finally(() => clearTimeout(timer));
+}
+
+/** A percentage of the larger of the messages and bytes maxima a share holds. */
+function sharePct(share: { messages: number; bytes: number }, max: { messages: number; bytes: number }): number {
+  return 100 * Math.max(share.messages / max.messages, share.bytes / max.bytes);
+}
+
+interface Wiring {
+  inits: WorkerInit[];
+  transfers: TransferListItem[][];
+  bus: Bus | null;
+}
+
+async function wireThreadbus(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBuffer): Promise<Wiring> {
+  const bus = await Bus.start({ userLimits: cfg.limits, maxMessageBytes: Math.max(cfg.size, 1024) });
+  try {
+    const tickets: PeerTicket[] = [];
+    const nodes: number[] = [];
+    for (const p of plans) {
+      tickets.push(await bus.createPeer({ uid: p.uid }));
+      nodes.push(p.role === 'sender' ? 0 : await bus.createNode(tickets[p.index]!));
+    }
+    const inits: WorkerInit[] = [];
+    for (const p of plans) {
+      const handles: number[] = [];
+      for (const d of p.dests) handles.push(await bus.transferHandle(tickets[d]!, nodes[d]!, tickets[p.index]!));
+      inits.push({
+        transport: 'threadbus', plan: p, size: cfg.size, ctl, tickMs: TICK_MS,
+        ticket: tickets[p.index]!, handles, replyHandle: nodes[p.index]!,
+      });
+    }
+    return { inits, transfers: tickets.map((t) => t.transfer), bus };
+  } catch (e) {
+    await bus.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+function wireMessagePort(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBuffer): Wiring {
+  const ports: MessagePort[][] = plans.map(() => []);
+  for (const p of plans) {
+    for (const d of p.dests) {
+      const ch = new MessageChannel();
+      ports[p.index]!.push(ch.port1);
+      ports[d]!.push(ch.port2);
+    }
+  }
+  return {
+    inits: plans.map((p) => ({ transport: 'messageport', plan: p, size: cfg.size, ctl, tickMs: TICK_MS, ports: ports[p.index]! })),
+    transfers: ports,
+    bus: null,
+  };
+}
+
+/** One phase of a bench run. `stop()` ends it early (Ctrl-C); what was measured is still returned. */
+export class Phase {
+  #stopRequested = false;
+  #i32: Int32Array | null = null;
+
+  constructor(readonly cfg: BenchConfig, readonly transport: Transport, readonly onTick: (p: Progress) => void) {}
+
+  stop(): void {
+    this.#stopRequested = true;
+    if (this.#i32 !== null) Atomics.store(this.#i32, STOP, 1);
+  }
+
+  async run(): Promise<PhaseResult> {
+    const cfg = this.cfg;
+    const plans = planPeers(cfg);
+    const ctl = controlBlock(plans.length);
+    const i32 = (this.#i32 = new Int32Array(ctl));
+    if (this.#stopRequested) Atomics.store(i32, STOP, 1);
+    const wiring = this.transport === 'threadbus' ? await wireThreadbus(cfg, plans, ctl) : wireMessagePort(cfg, plans, ctl);
+    const errors: string[] = [];
+    const total = newHistogram();
+    const tick = newHistogram();
+    const workers: Worker[] = [];
+    const done: Promise<void>[] = [];
+    const exited: Promise<void>[] = [];
+    const ready: Promise<void>[] = [];
+    try {
+      for (const p of plans) {
+        const w = new Worker(WORKER_URL, {
+          workerData: wiring.inits[p.index], transferList: wiring.transfers[p.index], name: `bench-${p.role}-${p.index}`,
+        });
+        workers.push(w);
+        exited.push(new Promise((r) => w.once('exit', () => r())));
+        ready.push(new Promise((resolve, reject) => {
+          w.once('error', reject);
+          w.once('exit', () => reject(new Error(`peer thread ${p.index} (${p.role}) exited before it was ready`)));
+          w.once('message', () => resolve());
+        }));
+        done.push(new Promise((resolve) => {
+          w.on('message', (m: ThreadReport) => {
+            if (m.type === 'tick' || m.type === 'done') {
+              addEncoded(total, m.hist);
+              addEncoded(tick, m.hist);
+            }
+            if (m.type === 'done') {
+              if (m.error !== null) errors.push(`${p.role} ${p.index}: ${m.error}`);
+              resolve();
+            }
+          });
+          w.on('error', (e) => {
+            errors.push(`${p.role} ${p.index}: ${e.message}`);
+            Atomics.store(i32, STOP, 1);
+            resolve();
+          });
+          w.once('exit', () => resolve());
+        }));
+      }
+      const started = await withTimeout(Promise.all(ready), READY_TIMEOUT_MS);
+      if (started === 'timeout') throw new Error(`peer threads not ready after ${READY_TIMEOUT_MS} ms`);
+      return await this.#measure(plans, workers, done, i32, wiring.bus, total, tick, errors);
+    } finally {
+      Atomics.store(i32, STOP, 1);
+      Atomics.store(i32, DRAIN, 1);
+      if ((await withTimeout(Promise.all(exited), EXIT_TIMEOUT_MS)) === 'timeout') {
+        errors.push('a peer thread did not exit; terminated');
+        await Promise.all(workers.map((w) => w.terminate()));
+      }
+      await wiring.bus?.close().catch(() => undefined);
+      total.destroy();
+      tick.destroy();
+    }
+  }
+
+  async #measure(
+    plans: PeerPlan[], workers: Worker[], done: Promise<void>[], i32: Int32Array, bus: Bus | null,
+    total: Histogram, tick: Histogram, errors: string[],
+  ): Promise<PhaseResult> {
+    const cfg = this.cfg;
+    const counting = plans.filter((p) => p.role === (cfg.pattern === 'reqrep' ? 'client' : 'receiver'));
+    const sum = (ps: PeerPlan[], which: number) => ps.reduce((a, p) => a + readCounter(i32, p.index, which), 0);
+    const senderIdx = plans.filter(isSender).map((p) => p.index);
+    const sendersDone = Promise.all(senderIdx.map((i) => done[i]!));
+    let sendersFinished = false;
+    void sendersDone.then(() => {
+      sendersFinished = true;
+    });
+
+    const t0 = nowMs() + START_DELAY_MS;
+    // Receivers first, so that none misses the start.
+    const order = [...plans].sort((a, b) => Number(isSender(a)) - Number(isSender(b)));
+    for (const p of order) workers[p.index]!.postMessage({ type: 'start', t0 });
+
+    const timeline: TimelinePoint[] = [];
+    const shares: PhaseResult['shares'] = [];
+    let lastCount = 0;
+    let lastT = t0;
+    const sample = async (): Promise<void> => {
+      const now = nowMs();
+      const count = sum(counting, RECEIVED);
+      const rate = ((count - lastCount) * 1000) / Math.max(1, now - lastT);
+      const p99 = tick.totalCount > 0 ? tick.getValueAtPercentile(99) / 1000 : null;
+      tick.reset();
+      lastCount = count;
+      lastT = now;
+      const t = (now - t0) / 1000;
+      timeline.push({ t, msgsPerSec: rate, p99us: p99 });
+      if (bus !== null) {
+        const u = await bus.usage(SERVICE_UID).catch(() => null);
+        if (u !== null) {
+          const byUid: Record<number, number> = {};
+          for (let uid = 1; uid <= cfg.uids; uid++) byUid[uid] = u.shares[uid] ? sharePct(u.shares[uid], u.max) : 0;
+          shares.push({ t, byUid });
+        }
+      }
+      this.onTick({
+        transport: this.transport, elapsedS: t, msgsPerSec: rate, bytesPerSec: rate * cfg.size,
+        p99us: total.totalCount > 0 ? total.getValueAtPercentile(99) / 1000 : null,
+        refused: sum(plans, REFUSED),
+      });
+    };
+
+    const endAt = cfg.durationS === null ? Infinity : t0 + cfg.durationS * 1000;
+    let stoppedAt: number | null = null;
+    for (;;) {
+      const now = nowMs();
+      if (now >= endAt) Atomics.store(i32, STOP, 1);
+      const wait = now < endAt ? Math.min(TICK_MS, endAt - now) : TICK_MS;
+      if ((await withTimeout(sendersDone, wait)) !== 'timeout') break;
+      if (Atomics.load(i32, STOP) !== 0) {
+        stoppedAt ??= nowMs();
+        if (nowMs() - stoppedAt > DRAIN_TIMEOUT_MS) {
+          errors.push(`senders did not stop within ${DRAIN_TIMEOUT_MS} ms`);
+          break;
+        }
+      }
+      await sample();
+    }
+    Atomics.store(i32, DRAIN, 1);
+    const drained = await withTimeout(Promise.all(done), DRAIN_TIMEOUT_MS);
+    if (drained === 'timeout') errors.push(`receivers did not drain within ${DRAIN_TIMEOUT_MS} ms`);
+    const end = nowMs();
+    await sample();
+
+    const durationS = (end - t0) / 1000;
+    const delivered = sum(counting, RECEIVED);
+    const uids = [...new Set(plans.map((p) => p.uid))].sort((a, b) => a - b);
+    return {
+      transport: this.transport,
+      durationS,
+      delivered,
+      msgsPerSec: delivered / durationS,
+      bytesPerSec: (delivered * cfg.size) / durationS,
+      latency: percentiles(total),
+      curve: percentileCurve(total),
+      timeline,
+      byUid: uids.map((uid) => {
+        const ps = plans.filter((p) => p.uid === uid);
+        return { uid, sent: sum(ps, SENT), received: sum(ps, RECEIVED), refused: sum(ps, REFUSED) };
+      }),
+      shares,
+      interrupted: this.#stopRequested,
+      errors,
+    };
+  }
+}
