@@ -92,7 +92,11 @@ export function parseBench(args: string[]): BenchConfig | null {
   }
   const pattern = (values.pattern ?? 'unicast') as Pattern;
   if (!PATTERNS.includes(pattern)) throw new UsageError(`--pattern must be one of ${PATTERNS.join(', ')}, got '${values.pattern}'`);
-  const peers = intFlag(values.peers, '--peers', 2, MAX_PEERS) ?? Math.max(2, availableParallelism());
+  let peers = intFlag(values.peers, '--peers', 2, MAX_PEERS) ?? Math.max(2, availableParallelism());
+  if (pattern === 'pairs' && peers % 2 !== 0) {
+    if (values.peers !== undefined) throw new UsageError(`--pattern pairs needs an even --peers, got ${peers}`);
+    peers--;
+  }
   const size = intFlag(values.size, '--size', MIN_PAYLOAD_BYTES, 16 << 20) ?? 64;
   if (values.duration !== undefined && values.messages !== undefined) {
     throw new UsageError('give --duration or --messages, not both');
