@@ -2,7 +2,7 @@ import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cli, scratch } from './helpers/cli.js';
+import { cli, scratch } from './fixtures/cli-run.js';
 import { threadOf } from '../src/cli/profile/cpuprofile.js';
 
 const APP = fileURLToPath(new URL('./fixtures/profile-app.js', import.meta.url));

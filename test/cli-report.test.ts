@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { cli, scratch } from './helpers/cli.js';
+import { cli, scratch } from './fixtures/cli-run.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const BROWSER_TIMEOUT_MS = 90_000;

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cli, cliChild, scratch } from './helpers/cli.js';
+import { cli, cliChild, scratch } from './fixtures/cli-run.js';
 import { PATTERNS } from '../src/cli/bench/plan.js';
 
 interface Phase {

@@ -81,10 +81,14 @@ export class Schedule {
   }
 }
 
-/** Let timers and messages run; sleeps when the wait is long enough for a timer to be worth it. */
+/**
+ * Sleep until `ms` on the shared clock (at least a timer tick). A paced sender never
+ * spins: many of them share few cores, so each wakes about once a millisecond and sends
+ * what fell due, and the latency still counts from each message's scheduled time.
+ */
 export async function waitUntil(ms: number): Promise<void> {
   const left = ms - nowMs();
-  if (left > 2) await new Promise((r) => setTimeout(r, left - 1));
+  if (left > 0) await new Promise((r) => setTimeout(r, Math.max(1, left)));
   else await yieldNow();
 }
 

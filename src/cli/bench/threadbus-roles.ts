@@ -29,6 +29,8 @@ export interface ThreadbusInit extends CommonInit {
 /** Posts between two flush() calls when sending flat out, and when paced. */
 const WINDOW = 4096;
 const PACED_WINDOW = 256;
+/** A paced sender learns its verdicts at least this often. */
+const SETTLE_EVERY_MS = 20;
 /** Publishes in flight at once. */
 const PUBLISH_BATCH = 64;
 /** Pause after a refusal before trying again: the receiver needs time to dequeue. */
@@ -51,10 +53,25 @@ async function sender(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): 
   const n = d.handles.length;
   const quota = plan.quota > 0 ? plan.quota : Infinity;
   let seq = 0;
+  let unsettled = 0;
+  let settledAt = performance.now();
+  // Learn the verdicts of the posts so far; refused ones are always the last ones, so
+  // rewind and send them again.
+  const settle = async (): Promise<void> => {
+    const { rejected } = await peer.flush();
+    for (const r of rejected) refusedOrThrow(r.error);
+    seq -= rejected.length;
+    t.add(SENT, (unsettled - rejected.length) * (each ? n : 1));
+    t.add(REFUSED, rejected.length);
+    unsettled = 0;
+    settledAt = performance.now();
+    if (rejected.length > 0) await sleep(BACKOFF_MS);
+  };
   while (!t.stopped && seq < quota) {
     const limit = Math.min(quota, sched.due(nowMs()));
     if (seq >= limit) {
-      await waitUntil(sched.timeOf(seq));
+      if (unsettled > 0 && performance.now() - settledAt >= SETTLE_EVERY_MS) await settle();
+      else await waitUntil(sched.timeOf(seq));
       continue;
     }
     let posted = 0;
@@ -65,15 +82,13 @@ async function sender(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): 
       posted++;
       if ((posted & 255) === 0 && t.stopped) break;
     }
-    const { rejected } = await peer.flush();
-    for (const r of rejected) refusedOrThrow(r.error);
-    // Refused posts are always the last ones: rewind and send them again.
-    seq -= rejected.length;
-    t.add(SENT, (posted - rejected.length) * (each ? n : 1));
-    t.add(REFUSED, rejected.length);
-    if (rejected.length > 0) await sleep(BACKOFF_MS);
-    else if (t.dueToYield()) await yieldNow();
+    unsettled += posted;
+    // Flat out, every window; paced, a verdict round trip per tiny batch would cost more
+    // than the batch, so every SETTLE_EVERY_MS or full window.
+    if (!sched.paced || unsettled >= window || performance.now() - settledAt >= SETTLE_EVERY_MS) await settle();
+    if (t.dueToYield()) await yieldNow();
   }
+  if (unsettled > 0) await settle();
 }
 
 async function publisher(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): Promise<void> {
