@@ -291,5 +291,12 @@ export function summarize(workload: WorkloadName, system: string, samples: reado
   const keys = new Set(samples.flatMap((s) => Object.keys(s.extra ?? {})));
   for (const k of keys) r[k] = pick((s) => s.extra?.[k]);
   if (msgsPerSec !== null) r.msgsPerSecRuns = samples.map((s) => s.msgsPerSec);
+  // Latency has its own run-to-run spread (the paced fan-in's headline is its latency).
+  if (r.p99us !== null) {
+    const p99s = samples.map((s) => s.p99us!);
+    r.p50usRuns = samples.map((s) => s.p50us ?? null);
+    r.p99usRuns = p99s;
+    r.p99SpreadPct = ((Math.max(...p99s) - Math.min(...p99s)) / r.p99us) * 100;
+  }
   return r;
 }

@@ -1,13 +1,11 @@
-// The profiled program of `npm run profile` (started by perf/profile.ts under
-// node --cpu-prof): one threadbus workload for RUN_MS, every thread ending
-// normally so that each writes its profile. Writes roles.json (threadId -> role)
-// into the profile directory so the files can be named after their roles.
+// The program `npm run profile -- <workload>` runs under `threadbus profile`: one
+// threadbus workload for RUN_MS, every thread ending normally so that each writes
+// its profile. It knows nothing of the profiler: its workers are named after their
+// roles (sender, receiver, ...), and that is what the flame graphs are called.
 
 import { Worker } from 'node:worker_threads';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Bus, type PeerTicket } from '../../src/index.js';
-import { STOP, EXPECTED, type ProfileWorkload } from './workloads.js';
+import { STOP, EXPECTED, WORKLOADS, type ProfileWorkload } from './workloads.js';
 
 const RUN_MS = 2000;
 const PAYLOAD_BYTES = 64;
@@ -17,23 +15,25 @@ const MULTICAST_RECEIVERS = 4;
 /** How long a peer thread may take to exit after closing its peer. */
 const EXIT_GRACE_MS = 3000;
 
-const [workload, dir] = process.argv.slice(2) as [ProfileWorkload, string];
+const workload = process.argv[2] as ProfileWorkload;
+if (!WORKLOADS.includes(workload)) {
+  console.error(`usage: npm run profile -- <workload>\n  workloads: ${WORKLOADS.join(', ')}`);
+  process.exit(2);
+}
 const bus = await Bus.start({ userLimits: { messages: 1 << 18 } });
 const ctl = new SharedArrayBuffer(8);
 const ctlI32 = new Int32Array(ctl);
-const roles: Record<number, string> = { 0: 'main', [bus.coordinatorThreadId]: 'coordinator' };
-const workers: { w: Worker; role: string; done: Promise<{ count: number }> }[] = [];
+const workers: { w: Worker; role: string; name: string; done: Promise<{ count: number }> }[] = [];
 
 function start(role: 'sender' | 'receiver' | 'client' | 'server', name: string, ticket: PeerTicket, to: number[]): void {
   const w = new Worker(new URL('./peer.js', import.meta.url), {
     workerData: { role, ticket, to, payloadBytes: PAYLOAD_BYTES, ctl }, transferList: ticket.transfer, name,
   });
-  roles[w.threadId] = name;
   const done = new Promise<{ count: number }>((resolve, reject) => {
     w.once('message', resolve);
     w.once('error', reject);
   });
-  workers.push({ w, role, done });
+  workers.push({ w, role, name, done });
 }
 
 async function receiver(uid: number): Promise<{ ticket: PeerTicket; node: number }> {
@@ -73,10 +73,9 @@ const results = await Promise.all(workers.map((x) => x.done));
 // its peer closed is left behind (known issue: a worker that used post()/flush() under
 // backpressure can fail to exit; its profile is then lost, the others are kept).
 const lingering: string[] = [];
-await Promise.all(workers.map((x, i) => new Promise<void>((resolve) => {
-  const name = Object.values(roles)[i + 2] ?? x.role;
+await Promise.all(workers.map((x) => new Promise<void>((resolve) => {
   const timer = setTimeout(() => {
-    lingering.push(name);
+    lingering.push(x.name);
     resolve();
   }, EXIT_GRACE_MS);
   x.w.once('exit', () => {
@@ -86,7 +85,6 @@ await Promise.all(workers.map((x, i) => new Promise<void>((resolve) => {
 })));
 if (lingering.length > 0) console.error(`still running ${EXIT_GRACE_MS} ms after closing their peers (no profile): ${lingering.join(', ')}`);
 await bus.close();
-writeFileSync(join(dir, 'roles.json'), JSON.stringify(roles));
 console.log(`${workload}: ${sent} messages in ${RUN_MS} ms by ${producers.length} producer(s); ${results.length} peer threads`);
 // Lingering workers would keep this process alive; the profiles that exist are written.
 process.exit(0);

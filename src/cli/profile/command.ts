@@ -142,8 +142,11 @@ export async function profileCommand(args: string[]): Promise<number> {
     throw new UsageError(`profile: expected '-- node app.js [args]' after the options, got '${positionals.join(' ')}'`);
   }
   if (nodeArgs.length === 0) throw new UsageError('profile: no program given after node');
-  const app = nodeArgs.find((a) => !a.startsWith('-')) ?? 'app';
+  // profiles/<app>[-<its first argument>]-<time>
+  const at = nodeArgs.findIndex((a) => !a.startsWith('-'));
+  const words = at < 0 ? ['app'] : [basename(nodeArgs[at]!).replace(/\.[cm]?js$/, ''), ...nodeArgs.slice(at + 1, at + 2)];
+  const label = words.filter((w) => /^[\w.-]+$/.test(w)).join('-') || 'app';
   const stampNow = new Date().toISOString().replace(/[:.]/g, '-');
-  const out = resolve(values.out ?? join('profiles', `${basename(app).replace(/\.[cm]?js$/, '')}-${stampNow}`));
+  const out = resolve(values.out ?? join('profiles', `${label}-${stampNow}`));
   return runProfile(out, nodeArgs);
 }
