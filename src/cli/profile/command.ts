@@ -46,12 +46,13 @@ function zeroXCommand(): string {
 function runChild(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, args, { stdio: 'inherit', env });
-    // The program decides what Ctrl-C means; the profiler waits for it and renders after.
-    const forward = () => child.kill('SIGINT');
-    process.on('SIGINT', forward);
+    // Ctrl-C reaches the program from the terminal (same process group), and the program
+    // decides what it means; the profiler outlives it to render what it wrote.
+    const ignore = () => {};
+    process.on('SIGINT', ignore);
     child.once('error', reject);
     child.once('exit', (code, signal) => {
-      process.off('SIGINT', forward);
+      process.off('SIGINT', ignore);
       resolvePromise(code ?? (signal ? 128 : 1));
     });
   });

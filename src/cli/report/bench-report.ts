@@ -140,7 +140,7 @@ export function htmlReport(r: BenchReport): string {
   const body = [
     `<p>${r.phases.map((p) => `${p.transport}: <b>${si(p.msgsPerSec)}msg/s</b>, p99 ${us(p.latency?.p99us)} us`).join(' &middot; ')}</p>`,
     '<h2>Parameters</h2>', htmlTable(['parameter', 'value'], params),
-    '<h2>Machine</h2>', htmlTable(['', ''], machineRows(r.machine)),
+    '<h2>Machine</h2>', htmlTable(['machine', ''], machineRows(r.machine)),
     '<h2>Summary</h2>', htmlTable(['', ...r.phases.map((p) => p.transport)], FIGURE_NAMES.map((n, i) => [n, ...r.phases.map((p) => figures(p)[i]!)])),
     ...r.phases.flatMap((p) => [...p.errors.map((e) => `<p><b>error</b> (${p.transport}): ${e}</p>`)]),
     '<div class="plots">',
