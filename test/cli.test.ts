@@ -3,24 +3,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, cliChild, scratch } from './fixtures/cli-run.js';
 import { PATTERNS } from '../src/cli/bench/plan.js';
+import type { PhaseJson } from '../src/cli/report/bench-report.js';
 
-interface Phase {
-  pattern: string;
-  peers: number;
-  size: number;
-  uids: number;
-  durationS: number;
-  msgsPerSec: number;
-  bytesPerSec: number;
-  latency: { p50us: number; p90us: number; p99us: number; p999us: number; maxus: number };
-  byUid: Array<{ uid: number; sent: number; received: number; refused: number }>;
-  timeline: Array<{ t: number; msgsPerSec: number; p99us: number | null }>;
-  compare?: Phase;
-}
+type Phase = PhaseJson & { compare?: PhaseJson };
 
 const FIELDS = ['pattern', 'peers', 'size', 'uids', 'durationS', 'msgsPerSec', 'bytesPerSec', 'latency', 'byUid', 'timeline'];
 
-function checkPhase(t: import('ava').ExecutionContext, j: Phase, pattern: string, peers: number): void {
+function checkPhase(t: import('ava').ExecutionContext, j: PhaseJson, pattern: string, peers: number): void {
   t.is(j.pattern, pattern);
   t.is(j.peers, peers);
   t.is(j.size, 64);
@@ -28,8 +17,9 @@ function checkPhase(t: import('ava').ExecutionContext, j: Phase, pattern: string
   t.true(j.durationS > 0);
   t.true(j.msgsPerSec > 0, 'messages moved');
   t.is(j.bytesPerSec, j.msgsPerSec * 64);
-  t.deepEqual(Object.keys(j.latency), ['p50us', 'p90us', 'p99us', 'p999us', 'maxus']);
-  const l = j.latency;
+  t.not(j.latency, null);
+  const l = j.latency!;
+  t.deepEqual(Object.keys(l), ['p50us', 'p90us', 'p99us', 'p999us', 'maxus']);
   t.true(l.p50us > 0 && l.p50us <= l.p90us && l.p90us <= l.p99us && l.p99us <= l.p999us && l.p999us <= l.maxus, JSON.stringify(l));
   t.deepEqual(j.byUid.map((u) => u.uid), [0, 1], 'the service uid and one sending uid');
   for (const u of j.byUid) t.deepEqual(Object.keys(u), ['uid', 'sent', 'received', 'refused']);

@@ -9,8 +9,7 @@
  */
 
 import type { MessagePort } from 'node:worker_threads';
-import { nowMs } from '../clock.js';
-import { PeerThread, Schedule, makePayload, stamp, stampedMs, waitUntil, type CommonInit } from './peer-thread.js';
+import { PeerThread, Schedule, eachDue, makePayload, stamp, stampedMs, waitUntil, type CommonInit } from './peer-thread.js';
 import { RECEIVED, REFUSED, SENT } from './plan.js';
 
 export interface MessagePortInit extends CommonInit {
@@ -31,8 +30,7 @@ const CREDIT_WAIT_MS = 50;
 async function sender(t: PeerThread, d: MessagePortInit, t0: number): Promise<void> {
   const plan = t.plan;
   const buf = makePayload(d.size);
-  const sched = new Schedule(plan.ratePerSec, t0);
-  const quota = plan.quota > 0 ? plan.quota : Infinity;
+  const sched = new Schedule(plan, t0);
   const window = creditWindow(d.size);
   const ports = d.ports;
   const posted = new Float64Array(ports.length);
@@ -51,19 +49,14 @@ async function sender(t: PeerThread, d: MessagePortInit, t0: number): Promise<vo
       resolve();
     };
   });
-  let seq = 0;
   let sinceYield = 0;
-  while (!t.stopped && seq < quota) {
-    if (seq >= sched.due(nowMs())) {
-      await waitUntil(sched.timeOf(seq));
-      continue;
-    }
-    stamp(buf, seq, sched.paced ? sched.timeOf(seq) : nowMs());
+  await eachDue(t, sched, async (seq, stampMs) => {
+    stamp(buf, seq, stampMs);
     if (plan.fanout === 'turn') {
       const i = seq % ports.length;
       if (!hasCredit(i)) {
         await creditEvent();
-        continue;
+        return false;
       }
       ports[i]!.postMessage(buf);
       posted[i]!++;
@@ -82,7 +75,7 @@ async function sender(t: PeerThread, d: MessagePortInit, t0: number): Promise<vo
     } else {
       if (!ports.every((_, i) => hasCredit(i))) {
         await creditEvent();
-        continue;
+        return false;
       }
       for (let i = 0; i < ports.length; i++) {
         ports[i]!.postMessage(buf);
@@ -90,29 +83,21 @@ async function sender(t: PeerThread, d: MessagePortInit, t0: number): Promise<vo
       }
       t.add(SENT, ports.length);
     }
-    seq++;
     if (++sinceYield === window) {
       sinceYield = 0;
       await waitUntil(0);
     }
-  }
+    return true;
+  });
   for (const p of ports) p.postMessage(FIN);
 }
 
 async function client(t: PeerThread, d: MessagePortInit, t0: number): Promise<void> {
   const buf = makePayload(d.size);
-  const sched = new Schedule(t.plan.ratePerSec, t0);
-  const quota = t.plan.quota > 0 ? t.plan.quota : Infinity;
   const port = d.ports[0]!;
   let replied: (() => void) | null = null;
   port.on('message', () => replied?.());
-  let seq = 0;
-  while (!t.stopped && seq < quota) {
-    if (seq >= sched.due(nowMs())) {
-      await waitUntil(sched.timeOf(seq));
-      continue;
-    }
-    const sentAt = sched.paced ? sched.timeOf(seq) : nowMs();
+  await eachDue(t, new Schedule(t.plan, t0), async (seq, sentAt) => {
     stamp(buf, seq, sentAt);
     await new Promise<void>((resolve) => {
       replied = resolve;
@@ -121,8 +106,8 @@ async function client(t: PeerThread, d: MessagePortInit, t0: number): Promise<vo
     t.recordSince(sentAt);
     t.add(SENT, 1);
     t.add(RECEIVED, 1);
-    seq++;
-  }
+    return true;
+  });
   port.postMessage(FIN);
 }
 

@@ -60,11 +60,17 @@ export function stampedMs(b: Uint8Array): number {
   return f64[0]!;
 }
 
-/** Message k of a paced sender is due at t0 + k / rate. */
+/**
+ * When a sender's messages are due: message k at t0 + k / rate when paced, at once
+ * otherwise; and how many it may send in all (its share of --messages).
+ */
 export class Schedule {
   readonly intervalMs: number;
-  constructor(ratePerSec: number, readonly t0: number) {
-    this.intervalMs = ratePerSec > 0 ? 1000 / ratePerSec : 0;
+  readonly quota: number;
+
+  constructor(plan: PeerPlan, readonly t0: number) {
+    this.intervalMs = plan.ratePerSec > 0 ? 1000 / plan.ratePerSec : 0;
+    this.quota = plan.quota > 0 ? plan.quota : Infinity;
   }
 
   get paced(): boolean {
@@ -75,9 +81,14 @@ export class Schedule {
     return this.t0 + k * this.intervalMs;
   }
 
-  /** How many messages are due by now (all of them when not paced). */
-  due(now: number): number {
-    return this.intervalMs > 0 ? Math.floor((now - this.t0) / this.intervalMs) + 1 : Infinity;
+  /** The time to stamp into message k: when it was due (paced), or now. */
+  stampOf(k: number): number {
+    return this.intervalMs > 0 ? this.t0 + k * this.intervalMs : nowMs();
+  }
+
+  /** How many messages may have been sent by now: due and within the quota. */
+  limit(): number {
+    return this.intervalMs > 0 ? Math.min(this.quota, Math.floor((nowMs() - this.t0) / this.intervalMs) + 1) : this.quota;
   }
 }
 
@@ -90,6 +101,19 @@ export async function waitUntil(ms: number): Promise<void> {
   const left = ms - nowMs();
   if (left > 0) await new Promise((r) => setTimeout(r, Math.max(1, left)));
   else await yieldNow();
+}
+
+/**
+ * The loop of a sender that sends one message at a time: `send(seq, stamp)` for each
+ * message as it falls due, until stopped or the quota is reached. `send` returns false
+ * when the message did not go (no room yet): it is tried again.
+ */
+export async function eachDue(t: PeerThread, sched: Schedule, send: (seq: number, stampMs: number) => Promise<boolean> | boolean): Promise<void> {
+  let seq = 0;
+  while (!t.stopped && seq < sched.quota) {
+    if (seq >= sched.limit()) await waitUntil(sched.timeOf(seq));
+    else if (await send(seq, sched.stampOf(seq))) seq++;
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -10,10 +10,9 @@
  */
 
 import { Peer, BusError, type PeerTicket } from '../../index.js';
-import { nowMs } from '../clock.js';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import {
-  PeerThread, Schedule, makePayload, sleep, stamp, stampedMs, waitUntil, type CommonInit,
+  PeerThread, Schedule, eachDue, makePayload, sleep, stamp, stampedMs, waitUntil, type CommonInit,
 } from './peer-thread.js';
 import { RECEIVED, REFUSED, SENT } from './plan.js';
 
@@ -47,11 +46,10 @@ function refusedOrThrow(e: BusError): void {
 async function sender(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): Promise<void> {
   const plan = t.plan;
   const buf = makePayload(d.size);
-  const sched = new Schedule(plan.ratePerSec, t0);
+  const sched = new Schedule(plan, t0);
   const window = sched.paced ? PACED_WINDOW : WINDOW;
   const each = plan.fanout === 'each';
   const n = d.handles.length;
-  const quota = plan.quota > 0 ? plan.quota : Infinity;
   let seq = 0;
   let unsettled = 0;
   let settledAt = performance.now();
@@ -67,8 +65,8 @@ async function sender(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): 
     settledAt = performance.now();
     if (rejected.length > 0) await sleep(BACKOFF_MS);
   };
-  while (!t.stopped && seq < quota) {
-    const limit = Math.min(quota, sched.due(nowMs()));
+  while (!t.stopped && seq < sched.quota) {
+    const limit = sched.limit();
     if (seq >= limit) {
       if (unsettled > 0 && performance.now() - settledAt >= SETTLE_EVERY_MS) await settle();
       else await waitUntil(sched.timeOf(seq));
@@ -76,7 +74,7 @@ async function sender(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): 
     }
     let posted = 0;
     while (posted < window && seq < limit) {
-      stamp(buf, seq, sched.paced ? sched.timeOf(seq) : nowMs());
+      stamp(buf, seq, sched.stampOf(seq));
       peer.post(each ? d.handles : d.handles[seq % n]!, buf);
       seq++;
       posted++;
@@ -94,19 +92,18 @@ async function sender(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): 
 async function publisher(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): Promise<void> {
   const plan = t.plan;
   const buf = makePayload(d.size);
-  const sched = new Schedule(plan.ratePerSec, t0);
-  const quota = plan.quota > 0 ? plan.quota : Infinity;
+  const sched = new Schedule(plan, t0);
   const opts = { partial: true } as const;
   let seq = 0;
-  while (!t.stopped && seq < quota) {
-    const limit = Math.min(quota, sched.due(nowMs()), seq + PUBLISH_BATCH);
+  while (!t.stopped && seq < sched.quota) {
+    const limit = Math.min(sched.limit(), seq + PUBLISH_BATCH);
     if (seq >= limit) {
       await waitUntil(sched.timeOf(seq));
       continue;
     }
     const batch = [];
     for (; seq < limit; seq++) {
-      stamp(buf, seq, sched.paced ? sched.timeOf(seq) : nowMs());
+      stamp(buf, seq, sched.stampOf(seq));
       batch.push(peer.send(d.handles, buf, opts));
     }
     let delivered = 0;
@@ -124,47 +121,39 @@ async function publisher(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number
 
 async function client(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): Promise<void> {
   const buf = makePayload(d.size);
-  const sched = new Schedule(t.plan.ratePerSec, t0);
-  const quota = t.plan.quota > 0 ? t.plan.quota : Infinity;
   const to = d.handles[0]!;
   const opts = { handles: [d.replyHandle] };
-  let seq = 0;
-  while (!t.stopped && seq < quota) {
-    if (seq >= sched.due(nowMs())) {
-      await waitUntil(sched.timeOf(seq));
-      continue;
-    }
-    const sentAt = sched.paced ? sched.timeOf(seq) : nowMs();
+  await eachDue(t, new Schedule(t.plan, t0), async (seq, sentAt) => {
     stamp(buf, seq, sentAt);
     peer.post(to, buf, opts);
     let reply = peer.recvSync(SLICE_MS);
     let giveUpAt = Infinity;
     while (reply === undefined) {
       const { rejected } = await peer.flush();
-      if (rejected.length > 0) break;
+      if (rejected.length > 0) {
+        // The request was refused (EDQUOT): count it, pause, and ask again.
+        for (const r of rejected) refusedOrThrow(r.error);
+        t.add(REFUSED, 1);
+        await sleep(BACKOFF_MS);
+        return false;
+      }
       if (t.stopped) {
         giveUpAt = Math.min(giveUpAt, performance.now() + LAST_REPLY_MS);
-        if (performance.now() > giveUpAt) return;
+        if (performance.now() > giveUpAt) return false;
       }
       reply = peer.recvSync(SLICE_MS);
-    }
-    if (reply === undefined) {
-      // The request was refused (EDQUOT): count it, pause, and ask again.
-      t.add(REFUSED, 1);
-      await sleep(BACKOFF_MS);
-      continue;
     }
     t.recordSince(sentAt);
     reply.release();
     t.add(SENT, 1);
     t.add(RECEIVED, 1);
-    seq++;
     if (t.dueToYield()) {
       const { rejected } = await peer.flush();
       for (const r of rejected) refusedOrThrow(r.error);
       await yieldNow();
     }
-  }
+    return true;
+  });
 }
 
 async function server(t: PeerThread, peer: Peer, d: ThreadbusInit): Promise<void> {
