@@ -14,7 +14,7 @@ import { spawn, execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
-import { DIR_ENV, FLAGS_ENV, type ThreadRecord } from './hook.js';
+import { DIR_ENV, FLAGS_ENV, type ThreadRecord } from './records.js';
 import { summarize, threadOf } from './cpuprofile.js';
 import { UsageError, parse } from '../usage-error.js';
 
@@ -96,10 +96,9 @@ export async function runProfile(out: string, nodeArgs: string[]): Promise<numbe
   const zeroX = zeroXCommand();
   const raw = join(out, 'cpuprofiles');
   mkdirSync(raw, { recursive: true });
-  const flags = ['--cpu-prof', `--cpu-prof-dir=${raw}`];
-  const hook = new URL('./hook.js', import.meta.url).href;
+  const flags = ['--cpu-prof', `--cpu-prof-dir=${raw}`, `--import=${new URL('./hook.js', import.meta.url).href}`];
   const env = { ...process.env, [DIR_ENV]: raw, [FLAGS_ENV]: JSON.stringify(flags) };
-  const code = await runChild([...flags, `--import=${hook}`, ...nodeArgs], env);
+  const code = await runChild([...flags, ...nodeArgs], env);
   const files = readdirSync(raw).filter((f) => f.endsWith('.cpuprofile')).sort();
   if (files.length === 0) {
     console.error(`threadbus profile: the program (exit code ${code}) wrote no profile; did its threads exit normally?`);

@@ -11,19 +11,7 @@ import wt from 'node:worker_threads';
 import { syncBuiltinESMExports } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-export const DIR_ENV = 'THREADBUS_PROFILE_DIR';
-export const FLAGS_ENV = 'THREADBUS_PROFILE_FLAGS';
-
-/** What one record file says about a thread; the profiler merges them. */
-export interface ThreadRecord {
-  pid: number;
-  threadId: number;
-  /** The name its creator gave it (new Worker(..., { name })). */
-  name?: string;
-  /** What threadbus sees in its workerData: 'peer uid N'. */
-  role?: string;
-}
+import { DIR_ENV, FLAGS_ENV, type ThreadRecord } from './records.js';
 
 /** A threadbus peer ticket anywhere in the first two levels of workerData. */
 function ticketUid(data: unknown, depth = 0): number | null {
