@@ -194,14 +194,10 @@ export function percentilesUs(samplesNs: readonly Uint32Array[]): Percentiles | 
 // ---------------------------------------------------------------------------
 // measure(): one (workload, system) row.
 
-/** Workloads whose every run starts its own threads (perf/paced.ts): a run may take as long as a setup. */
-const FRESH_THREADS_PER_RUN: ReadonlySet<WorkloadName> = new Set(['fanin-64-paced']);
-
 export function runParamsFor(workload: WorkloadName, t: Tunables, warmup: boolean): RunParams {
   const rampMs = MANY_WORKER_WORKLOADS.has(workload) ? t.manyWorkersRampMs : t.rampMs;
   const windowMs = warmup ? t.warmupWindowMs : t.windowMs;
-  const startMs = FRESH_THREADS_PER_RUN.has(workload) ? t.setupTimeoutMs : 0;
-  return { warmup, rampMs, windowMs, timeoutMs: rampMs + windowMs + t.runSlackMs + startMs };
+  return { warmup, rampMs, windowMs, timeoutMs: rampMs + windowMs + t.runSlackMs };
 }
 
 function errorText(e: unknown): string {

@@ -91,7 +91,7 @@ interface Wiring {
   bus: Bus | null;
 }
 
-async function wireThreadbus(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBuffer): Promise<Wiring> {
+async function wireThreadbus(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBuffer, tickMs: number): Promise<Wiring> {
   const bus = await Bus.start({ userLimits: cfg.limits, maxMessageBytes: Math.max(cfg.size, 1024) });
   try {
     const tickets: PeerTicket[] = [];
@@ -105,7 +105,7 @@ async function wireThreadbus(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArr
       const handles: number[] = [];
       for (const d of p.dests) handles.push(await bus.transferHandle(tickets[d]!, nodes[d]!, tickets[p.index]!));
       inits.push({
-        transport: 'threadbus', plan: p, size: cfg.size, ctl, tickMs: TICK_MS,
+        transport: 'threadbus', plan: p, size: cfg.size, ctl, tickMs,
         ticket: tickets[p.index]!, handles, replyHandle: nodes[p.index]!,
       });
     }
@@ -116,7 +116,7 @@ async function wireThreadbus(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArr
   }
 }
 
-function wireMessagePort(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBuffer): Wiring {
+function wireMessagePort(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBuffer, tickMs: number): Wiring {
   const ports: MessagePort[][] = plans.map(() => []);
   for (const p of plans) {
     for (const d of p.dests) {
@@ -126,18 +126,60 @@ function wireMessagePort(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBu
     }
   }
   return {
-    inits: plans.map((p) => ({ transport: 'messageport', plan: p, size: cfg.size, ctl, tickMs: TICK_MS, ports: ports[p.index]! })),
+    inits: plans.map((p) => ({ transport: 'messageport', plan: p, size: cfg.size, ctl, tickMs, ports: ports[p.index]! })),
     transfers: ports,
     bus: null,
   };
 }
 
-/** One phase of a bench run. `stop()` ends it early (Ctrl-C); what was measured is still returned. */
+/** What a window of a running phase measured (see Phase.takeWindow). */
+export interface Window {
+  seconds: number;
+  delivered: number;
+  latency: Percentiles | null;
+}
+
+/**
+ * One phase of a bench run. `stop()` ends it early (Ctrl-C); what was measured is still
+ * returned. A caller that cuts one long phase into windows (the project's benchmark, to
+ * reuse its threads across runs) awaits `started` and calls takeWindow(); latency then
+ * arrives in steps of `tickMs`, the period at which threads ship their histograms.
+ */
 export class Phase {
   #stopRequested = false;
   #i32: Int32Array | null = null;
+  readonly tickMs: number;
+  /** Resolves once every thread has been told to start; rejects if the phase failed before. */
+  readonly started: Promise<void>;
+  #markStarted!: (ok: boolean, e?: unknown) => void;
+  #window = { hist: null as Histogram | null, at: 0, count: 0, delivered: (): number => 0, errors: [] as string[] };
 
-  constructor(readonly cfg: BenchConfig, readonly transport: Transport, readonly onTick: (p: Progress) => void) {}
+  constructor(readonly cfg: BenchConfig, readonly transport: Transport, readonly onTick: (p: Progress) => void, opts?: { tickMs?: number }) {
+    this.tickMs = opts?.tickMs ?? TICK_MS;
+    this.started = new Promise<void>((resolve, reject) => {
+      this.#markStarted = (ok, e) => (ok ? resolve() : reject(e));
+    });
+    this.started.catch(() => {});
+  }
+
+  /** Latency samples that arrived since the last takeWindow(). */
+  get windowSamples(): number {
+    return this.#window.hist?.totalCount ?? 0;
+  }
+
+  /** Throughput and latency since the previous call (or the start). */
+  takeWindow(): Window {
+    const w = this.#window;
+    if (w.errors.length > 0) throw new Error(w.errors[0]);
+    if (w.hist === null) throw new Error('takeWindow: the phase has not started');
+    const now = nowMs();
+    const count = w.delivered();
+    const out = { seconds: (now - w.at) / 1000, delivered: count - w.count, latency: percentiles(w.hist) };
+    w.hist.reset();
+    w.at = now;
+    w.count = count;
+    return out;
+  }
 
   stop(): void {
     this.#stopRequested = true;
@@ -150,10 +192,17 @@ export class Phase {
     const ctl = controlBlock(plans.length);
     const i32 = (this.#i32 = new Int32Array(ctl));
     if (this.#stopRequested) Atomics.store(i32, STOP, 1);
-    const wiring = this.transport === 'threadbus' ? await wireThreadbus(cfg, plans, ctl) : wireMessagePort(cfg, plans, ctl);
-    const errors: string[] = [];
+    let wiring: Wiring;
+    try {
+      wiring = this.transport === 'threadbus' ? await wireThreadbus(cfg, plans, ctl, this.tickMs) : wireMessagePort(cfg, plans, ctl, this.tickMs);
+    } catch (e) {
+      this.#markStarted(false, e);
+      throw e;
+    }
+    const errors = this.#window.errors;
     const total = newHistogram();
     const tick = newHistogram();
+    const windowHist = (this.#window.hist = newHistogram());
     const workers: Worker[] = [];
     const done: Promise<void>[] = [];
     const exited: Promise<void>[] = [];
@@ -172,9 +221,10 @@ export class Phase {
         }));
         done.push(new Promise((resolve) => {
           w.on('message', (m: ThreadReport) => {
-            if (m.type === 'tick' || m.type === 'done') {
+            if ((m.type === 'tick' || m.type === 'done') && m.hist !== null) {
               addEncoded(total, m.hist);
               addEncoded(tick, m.hist);
+              addEncoded(windowHist, m.hist);
             }
             if (m.type === 'done') {
               if (m.error !== null) errors.push(`${p.role} ${p.index}: ${m.error}`);
@@ -192,6 +242,9 @@ export class Phase {
       const started = await withTimeout(Promise.all(ready), READY_TIMEOUT_MS);
       if (started === 'timeout') throw new Error(`peer threads not ready after ${READY_TIMEOUT_MS} ms`);
       return await this.#measure(plans, workers, done, i32, wiring.bus, total, tick, errors);
+    } catch (e) {
+      this.#markStarted(false, e);
+      throw e;
     } finally {
       Atomics.store(i32, STOP, 1);
       Atomics.store(i32, DRAIN, 1);
@@ -202,6 +255,8 @@ export class Phase {
       await wiring.bus?.close().catch(() => undefined);
       total.destroy();
       tick.destroy();
+      windowHist.destroy();
+      this.#window.hist = null;
     }
   }
 
@@ -223,6 +278,8 @@ export class Phase {
     // Receivers first, so that none misses the start.
     const order = [...plans].sort((a, b) => Number(isSender(a)) - Number(isSender(b)));
     for (const p of order) workers[p.index]!.postMessage({ type: 'start', t0 });
+    Object.assign(this.#window, { at: t0, count: 0, delivered: () => sum(counting, RECEIVED) });
+    this.#markStarted(true);
 
     const timeline: TimelinePoint[] = [];
     const shares: PhaseResult['shares'] = [];
@@ -258,7 +315,7 @@ export class Phase {
     for (;;) {
       const now = nowMs();
       if (now >= endAt) Atomics.store(i32, STOP, 1);
-      const wait = now < endAt ? Math.min(TICK_MS, endAt - now) : TICK_MS;
+      const wait = now < endAt ? Math.min(this.tickMs, endAt - now) : this.tickMs;
       if ((await withTimeout(sendersDone, wait)) !== 'timeout') break;
       if (Atomics.load(i32, STOP) !== 0) {
         stoppedAt ??= nowMs();

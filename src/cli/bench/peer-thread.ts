@@ -20,8 +20,8 @@ export const MIN_PAYLOAD_BYTES = 16;
 /** Messages from a peer thread to the main thread. */
 export type ThreadReport =
   | { type: 'ready' }
-  | { type: 'tick'; hist: string }
-  | { type: 'done'; hist: string; error: string | null };
+  | { type: 'tick'; hist: string | null }
+  | { type: 'done'; hist: string | null; error: string | null };
 
 /** The main thread's one message to a peer thread: go, with the run's time zero. */
 export interface StartCommand {
@@ -157,7 +157,9 @@ export class PeerThread {
     return true;
   }
 
-  #takeHistogram(): string {
+  /** The latency recorded since the last call, encoded; null when there is none (senders). */
+  #takeHistogram(): string | null {
+    if (this.#hist.totalCount === 0) return null;
     const s = encodeHistogram(this.#hist);
     this.#hist.reset();
     return s;
