@@ -1,5 +1,5 @@
 /*
- * The load engine's main thread: builds one phase (a bus or a set of MessageChannels, one
+ * The load engine's main thread: runs one phase (its transport wired by wiring.ts, one
  * worker per peer), starts every peer at one time zero, samples the counters, the merged
  * latency histograms and (on threadbus) the service uid's quota shares every tick, stops
  * on time, on --messages, on a peer's error or on request (Ctrl-C), drains, and returns
@@ -10,9 +10,9 @@
  * settles, whatever happened.
  */
 
-import { MessageChannel, Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import type { Histogram } from 'hdr-histogram-js';
-import { Bus, type PeerTicket } from '../../index.js';
+import type { Bus } from '../../index.js';
 import { nowMs } from '../clock.js';
 import { addEncoded, newHistogram, percentileCurve, percentiles, type Percentiles } from '../histogram.js';
 import type { BenchConfig } from './options.js';
@@ -20,9 +20,9 @@ import type { ThreadReport } from './peer-thread.js';
 import {
   DRAIN, RECEIVED, REFUSED, SENT, SERVICE_UID, STOP, controlBlock, isSender, planPeers, readCounter, type PeerPlan,
 } from './plan.js';
-import type { WorkerInit } from './worker.js';
+import { wireMessagePort, wireThreadbus, type Transport, type Wiring } from './wiring.js';
 
-export type Transport = 'threadbus' | 'messageport';
+export type { Transport };
 
 export const TICK_MS = 500;
 /** Bounds: thread start-up (many threads on 2 cores are slow), drain, exit. */
@@ -83,53 +83,6 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 /** A percentage of the larger of the messages and bytes maxima a share holds. */
 function sharePct(share: { messages: number; bytes: number }, max: { messages: number; bytes: number }): number {
   return 100 * Math.max(share.messages / max.messages, share.bytes / max.bytes);
-}
-
-interface Wiring {
-  inits: WorkerInit[];
-  transfers: TransferListItem[][];
-  bus: Bus | null;
-}
-
-async function wireThreadbus(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBuffer, tickMs: number): Promise<Wiring> {
-  const bus = await Bus.start({ userLimits: cfg.limits, maxMessageBytes: Math.max(cfg.size, 1024) });
-  try {
-    const tickets: PeerTicket[] = [];
-    const nodes: number[] = [];
-    for (const p of plans) {
-      tickets.push(await bus.createPeer({ uid: p.uid }));
-      nodes.push(p.role === 'sender' ? 0 : await bus.createNode(tickets[p.index]!));
-    }
-    const inits: WorkerInit[] = [];
-    for (const p of plans) {
-      const handles: number[] = [];
-      for (const d of p.dests) handles.push(await bus.transferHandle(tickets[d]!, nodes[d]!, tickets[p.index]!));
-      inits.push({
-        transport: 'threadbus', plan: p, size: cfg.size, ctl, tickMs,
-        ticket: tickets[p.index]!, handles, replyHandle: nodes[p.index]!,
-      });
-    }
-    return { inits, transfers: tickets.map((t) => t.transfer), bus };
-  } catch (e) {
-    await bus.close().catch(() => undefined);
-    throw e;
-  }
-}
-
-function wireMessagePort(cfg: BenchConfig, plans: PeerPlan[], ctl: SharedArrayBuffer, tickMs: number): Wiring {
-  const ports: MessagePort[][] = plans.map(() => []);
-  for (const p of plans) {
-    for (const d of p.dests) {
-      const ch = new MessageChannel();
-      ports[p.index]!.push(ch.port1);
-      ports[d]!.push(ch.port2);
-    }
-  }
-  return {
-    inits: plans.map((p) => ({ transport: 'messageport', plan: p, size: cfg.size, ctl, tickMs, ports: ports[p.index]! })),
-    transfers: ports,
-    bus: null,
-  };
 }
 
 /** What a window of a running phase measured (see Phase.takeWindow). */
