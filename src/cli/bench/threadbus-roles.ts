@@ -65,10 +65,11 @@ async function sender(t: PeerThread, peer: Peer, d: ThreadbusInit, t0: number): 
     settledAt = performance.now();
     if (rejected.length > 0) await sleep(BACKOFF_MS);
   };
-  while (!t.stopped && seq < sched.quota) {
+  // The last settle may rewind: go on until everything up to the quota was accepted.
+  while (!t.stopped && (seq < sched.quota || unsettled > 0)) {
     const limit = sched.limit();
     if (seq >= limit) {
-      if (unsettled > 0 && performance.now() - settledAt >= SETTLE_EVERY_MS) await settle();
+      if (unsettled > 0 && (seq >= sched.quota || performance.now() - settledAt >= SETTLE_EVERY_MS)) await settle();
       else await waitUntil(sched.timeOf(seq));
       continue;
     }
