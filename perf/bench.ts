@@ -5,7 +5,6 @@
 //   node dist/perf/bench.js [--quick] [--json FILE] [--html FILE] [--only w1,w2] [--systems s1,s2] [--verbose]
 
 import { writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import {
   FULL_TUNABLES,
@@ -19,6 +18,7 @@ import {
 } from './harness.js';
 import { HostPool } from './pool.js';
 import { bytes, si, textTable, us } from '../src/cli/format.js';
+import { machine } from '../src/cli/report/page.js';
 import { resultsPage } from './results-page.js';
 
 interface SystemEntry {
@@ -120,8 +120,8 @@ async function main(): Promise<number> {
     }
   }
 
-  const ncpu = availableParallelism();
-  log(`threadbus bench: node ${process.version}, ${ncpu} cpus (${cpus()[0]?.model ?? '?'}), ${quick ? 'quick' : 'full'} mode`);
+  const m = machine();
+  log(`threadbus bench: node ${m.node}, ${m.cpus} cpus (${m.cpuModel}), ${quick ? 'quick' : 'full'} mode`);
   const results: Result[] = [];
   const onSignal = () => {
     void pool.close().finally(() => process.exit(130));
@@ -148,18 +148,8 @@ async function main(): Promise<number> {
   console.log(`\n${results.length} results in ${totalS.toFixed(1)} s (${quick ? 'quick' : 'full'}: ${tunables.runs} runs of ${tunables.windowMs} ms after ${tunables.warmupRuns} warm-up; medians)`);
 
   if (values.json) {
-    const doc = {
-      node: process.version,
-      cpus: ncpu,
-      quick,
-      date: new Date().toISOString(),
-      platform: `${process.platform}-${process.arch}`,
-      cpuModel: cpus()[0]?.model ?? null,
-      tunables,
-      totalSeconds: totalS,
-      results,
-      ...(loadErrors.length ? { loadErrors } : {}),
-    };
+    const { node, cpus, date, platform, cpuModel } = m;
+    const doc = { node, cpus, quick, date, platform, cpuModel, tunables, totalSeconds: totalS, results, ...(loadErrors.length ? { loadErrors } : {}) };
     writeFileSync(values.json, JSON.stringify(doc, null, 2) + '\n');
     log(`wrote ${values.json}`);
   }

@@ -8,7 +8,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { bytes, si } from '../src/cli/format.js';
+import { bytes, si, textTable } from '../src/cli/format.js';
 
 const SUBJECT = 'threadbus';
 
@@ -117,37 +117,22 @@ const METRIC_NAME: Record<Metric, string> = {
 };
 const x = (r: number) => `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}x`;
 
-interface Line {
-  workload: string;
-  metric: Metric;
-  subject: string;
-  other: string;
-  otherValue: string;
-  ratio: string;
-}
-
-function ratioLines(doc: Doc): Line[] {
-  const workloads = [...new Set(doc.results.map((r) => r.workload))];
-  const lines: Line[] = [];
-  for (const w of workloads) {
-    const others = [...new Set(doc.results.filter((r) => r.workload === w && r.system !== SUBJECT).map((r) => r.system))];
+/** Rows of the ratio table: workload, metric, subject's value, other system, its value, advantage. */
+function ratioRows(doc: Doc): string[][] {
+  const rows: string[][] = [];
+  for (const w of new Set(doc.results.map((r) => r.workload))) {
+    const others = new Set(doc.results.filter((r) => r.workload === w && r.system !== SUBJECT).map((r) => r.system));
     for (const metric of metricsOf(w)) {
       const s = value(doc, tb(w), metric);
       for (const o of others) {
         const b = value(doc, { workload: w, system: o }, metric);
         const r = ratio(doc, tb(w), { workload: w, system: o }, metric);
-        lines.push({
-          workload: w,
-          metric,
-          subject: 'v' in s ? fmt(metric, s.v) : 'n/a',
-          other: o,
-          otherValue: 'v' in b ? fmt(metric, b.v) : 'n/a',
-          ratio: 'r' in r ? x(r.r) : 'n/a',
-        });
+        const shown = (v: typeof s) => ('v' in v ? fmt(metric, v.v) : 'n/a');
+        rows.push([w, METRIC_NAME[metric], shown(s), o, shown(b), 'r' in r ? x(r.r) : 'n/a']);
       }
     }
   }
-  return lines;
+  return rows;
 }
 
 type Verdict = { target: Target; status: 'met' | 'missed' | 'n/a'; detail: string };
@@ -173,12 +158,7 @@ function header(doc: Doc, file: string): string {
 
 function plain(doc: Doc, file: string): string {
   const out = [header(doc, file), ''];
-  const lines = ratioLines(doc);
-  const head = ['workload', 'metric', SUBJECT, 'vs', 'their value', 'advantage'];
-  const rows = lines.map((l) => [l.workload, METRIC_NAME[l.metric], l.subject, l.other, l.otherValue, l.ratio]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const f = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  out.push(f(head), f(widths.map((w) => '-'.repeat(w))), ...rows.map(f));
+  out.push(textTable(['workload', 'metric', SUBJECT, 'vs', 'their value', 'advantage'], ratioRows(doc), new Set()));
   out.push('', `(advantage > 1 means ${SUBJECT} is better: more msgs/s, lower latency, fewer bytes, less time)`, '', 'targets:');
   for (const v of verdicts(doc)) out.push(`  ${v.status.toUpperCase().padEnd(6)} ${v.target.label}: ${v.detail}`);
   return out.join('\n');
@@ -188,9 +168,7 @@ function markdown(doc: Doc, file: string): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   const out = [`_${esc(header(doc, file))}_`, ''];
   out.push(`| workload | metric | ${SUBJECT} | vs | their value | advantage |`, '|---|---|--:|---|--:|--:|');
-  for (const l of ratioLines(doc)) {
-    out.push(`| ${l.workload} | ${METRIC_NAME[l.metric]} | ${l.subject} | ${l.other} | ${l.otherValue} | ${l.ratio} |`);
-  }
+  for (const row of ratioRows(doc)) out.push(`| ${row.join(' | ')} |`);
   out.push('', `Advantage > 1 means ${SUBJECT} is better (more msgs/s, lower latency, fewer bytes per peer, less time).`, '');
   out.push('| target | status | measured |', '|---|---|---|');
   const icon = { met: 'met', missed: '**missed**', 'n/a': 'n/a' } as const;

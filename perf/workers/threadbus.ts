@@ -86,53 +86,36 @@ const SEND_IN_FLIGHT = 1024;
 const plainSender = (d: TbStreamSenderData): Role => {
   const peer = Peer.open(d.ticket);
   const i32 = new Control(d.ctl).i32;
-  const len = d.payloadBytes;
-  const msg = makeTemplate(len);
-  const to = d.dests[0]!;
+  const msg = makeTemplate(d.payloadBytes);
+  /** The sends in flight, by seq modulo the window; each slot is awaited before reuse. */
+  const window: Array<Promise<void> | undefined> = new Array(SEND_IN_FLIGHT);
   let seq = 0;
   return {
     async call(cmd: RoleCall): Promise<SenderResult> {
       if (cmd.op !== 'run') throw new Error(`unknown op ${cmd.op}`);
       let sent = 0;
-      let inFlight = 0;
       let failure: unknown = null;
-      let wake: (() => void) | null = null;
-      const settled = () => {
-        inFlight--;
-        const w = wake;
-        wake = null;
-        w?.();
-      };
-      const sendOne = (s: number): void => {
-        stamp(msg, 0, len, s, d.src, NaN);
-        peer.send(to, msg).then(
-          () => {
+      // send() copies the payload before it returns, so one buffer serves every send.
+      const sendOne = async (s: number): Promise<void> => {
+        for (;;) {
+          stamp(msg, 0, d.payloadBytes, s, d.src, NaN);
+          try {
+            await peer.send(d.dests[0]!, msg);
             sent++;
-            settled();
-          },
-          (e: { code?: string }) => {
-            if (e.code !== 'EDQUOT') {
-              failure ??= e;
-              settled();
-              return;
-            }
-            setTimeout(() => sendOne(s), BACKOFF_MS);
-          },
-        );
-      };
-      const room = () => new Promise<void>((r) => {
-        wake = r;
-      });
-      while (Atomics.load(i32, STOP) === 0 && failure === null) {
-        if (inFlight >= SEND_IN_FLIGHT) {
-          await room();
-          continue;
+            return;
+          } catch (e) {
+            if ((e as { code?: string }).code !== 'EDQUOT') throw e;
+            await new Promise((r) => setTimeout(r, BACKOFF_MS));
+          }
         }
-        inFlight++;
-        sendOne(seq);
+      };
+      for (let i = 0; Atomics.load(i32, STOP) === 0 && failure === null; i = (i + 1) % SEND_IN_FLIGHT) {
+        await window[i];
+        window[i] = sendOne(seq).catch((e: unknown) => void (failure ??= e));
         seq = (seq + 1) >>> 0;
       }
-      while (inFlight > 0) await room();
+      await Promise.all(window);
+      window.fill(undefined);
       if (failure !== null) throw failure;
       return { sent };
     },
