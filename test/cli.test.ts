@@ -64,6 +64,18 @@ test.serial('bench --messages N sends exactly N messages and every one arrives',
   t.is(service.received, 30000);
 });
 
+test.serial('a paced run bounded by --messages, with quota refusals, still delivers exactly N', async (t) => {
+  const dir = scratch(t);
+  const json = join(dir, 'out.json');
+  // A quota of 16 messages makes refusals (and the paced sender's rewinds) certain.
+  const r = await cli(['bench', '--pattern', 'pairs', '--peers', '4', '--messages', '6000', '--rate', '6000', '--limits', 'messages=16', '--json', json]);
+  t.is(r.code, 0, r.stderr);
+  const j = JSON.parse(readFileSync(json, 'utf8')) as Phase;
+  const [service, senders] = j.byUid as [Phase['byUid'][0], Phase['byUid'][0]];
+  t.is(senders.sent, 6000);
+  t.is(service.received, 6000);
+});
+
 test.serial('bench --compare messageport runs the same pattern over postMessage and reports both', async (t) => {
   const dir = scratch(t);
   const json = join(dir, 'out.json');
