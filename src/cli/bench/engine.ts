@@ -238,8 +238,10 @@ export class Phase {
     const shares: PhaseResult['shares'] = [];
     let lastCount = 0;
     let lastT = t0;
-    const sample = async (): Promise<void> => {
+    /** One timeline point; a point over a sliver of time (the last one before the end) says nothing. */
+    const sample = async (final = false): Promise<void> => {
       const now = nowMs();
+      if (!final && now - lastT < this.tickMs / 2) return;
       const count = sum(counting, RECEIVED);
       const rate = ((count - lastCount) * 1000) / Math.max(1, now - lastT);
       const p99 = tick.totalCount > 0 ? tick.getValueAtPercentile(99) / 1000 : null;
@@ -283,7 +285,7 @@ export class Phase {
     const drained = await withTimeout(Promise.all(done), DRAIN_TIMEOUT_MS);
     if (drained === 'timeout') errors.push(`receivers did not drain within ${DRAIN_TIMEOUT_MS} ms`);
     const end = nowMs();
-    await sample();
+    await sample(true);
 
     const durationS = (end - t0) / 1000;
     const delivered = sum(counting, RECEIVED);
