@@ -1,7 +1,8 @@
 import test from 'ava';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cli, cliChild, scratch } from './fixtures/cli-run.js';
+import { BIN, cli, cliChild, scratch } from './fixtures/cli-run.js';
 import { PATTERNS } from '../src/cli/bench/plan.js';
 import type { PhaseJson } from '../src/cli/report/bench-report.js';
 
@@ -168,4 +169,17 @@ test.serial('Ctrl-C stops a bench run cleanly and still prints and writes its su
   t.true(j.msgsPerSec > 0);
   t.true(j.durationS < 600);
   t.regex(readFileSync(html, 'utf8'), /<svg class="plot" id="throughput"/);
+});
+
+test.serial('on a terminal the progress line is rewritten in place; in a pipe it is a plain line', async (t) => {
+  // util-linux `script` (Debian's essential bsdutils) gives the command a pseudo-terminal.
+  const tty = await new Promise<string>((resolve, reject) => {
+    execFile('script', ['-qec', `${process.execPath} ${BIN} bench --duration 1.2 >/dev/null`, '/dev/null'],
+      { timeout: 60_000, killSignal: 'SIGKILL' }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+  });
+  t.regex(tty, /\r\x1b\[Kthreadbus \d+\.\d s .*msg\/s .* EDQUOT \d+\r\x1b\[Kthreadbus/, 'the same line, redrawn');
+  const piped = await cli(['bench', '--duration', '1.2']);
+  t.is(piped.code, 0);
+  t.regex(piped.stderr, /^threadbus \d+\.\d s .*msg\/s .* EDQUOT \d+\n/m);
+  t.false(piped.stderr.includes('\x1b['), 'no terminal control codes in a pipe');
 });
