@@ -2,10 +2,9 @@
 // process, so threadbus and its alternatives are measured side by side on the
 // same machine state, then prints a table and optionally writes JSON.
 //
-//   node dist/perf/bench.js [--quick] [--json FILE] [--only w1,w2] [--systems s1,s2] [--verbose]
+//   node dist/perf/bench.js [--quick] [--json FILE] [--html FILE] [--only w1,w2] [--systems s1,s2] [--verbose]
 
 import { writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import {
   FULL_TUNABLES,
@@ -18,6 +17,9 @@ import {
   type WorkloadName,
 } from './harness.js';
 import { HostPool } from './pool.js';
+import { bytes, si, textTable, us } from '../src/cli/format.js';
+import { machine } from '../src/cli/report/page.js';
+import { resultsPage } from './results-page.js';
 
 interface SystemEntry {
   readonly name: string;
@@ -37,7 +39,7 @@ export const SYSTEMS: readonly SystemEntry[] = [
   { name: 'piscina', load: async () => (await import('./systems/piscina.js')).system },
 ];
 
-const USAGE = `usage: node dist/perf/bench.js [--quick] [--json FILE] [--only workload,...] [--systems system,...] [--verbose]
+const USAGE = `usage: node dist/perf/bench.js [--quick] [--json FILE] [--html FILE] [--only workload,...] [--systems system,...] [--verbose]
   workloads: ${WORKLOADS.join(', ')}
   systems:   ${SYSTEMS.map((s) => s.name).join(', ')}`;
 
@@ -47,29 +49,6 @@ function list(arg: string | undefined, allowed: readonly string[], what: string)
   const bad = names.filter((n) => !allowed.includes(n));
   if (bad.length) throw new Error(`unknown ${what}: ${bad.join(', ')}`);
   return names;
-}
-
-// ---------------------------------------------------------------------------
-// Formatting
-
-function si(n: number | null | undefined): string {
-  if (n === null || n === undefined) return '-';
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} G`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
-  return n.toFixed(0);
-}
-
-function us(n: number | null | undefined): string {
-  if (n === null || n === undefined) return '-';
-  return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
-}
-
-function bytes(n: number): string {
-  const a = Math.abs(n);
-  if (a >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;
-  if (a >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)} KiB`;
-  return `${n.toFixed(0)} B`;
 }
 
 function notes(r: Result): string {
@@ -85,24 +64,18 @@ function notes(r: Result): string {
     if ((r.starvedSenders as number) > 0) out.push(`${r.starvedSenders} starved`);
   }
   if (r.spreadPct !== null) out.push(`±${(r.spreadPct / 2).toFixed(0)}%`);
+  if (typeof r.p99SpreadPct === 'number' && r.msgsPerSec !== null) out.push(`p99 ±${(r.p99SpreadPct / 2).toFixed(0)}%`);
   return out.join(', ');
 }
 
 function table(results: readonly Result[]): string {
   const head = ['workload', 'system', 'msgs/s', 'p50 us', 'p99 us', 'p99.9 us', 'notes'];
-  const rows = results.map((r) => [r.workload, r.system, si(r.msgsPerSec), us(r.p50us), us(r.p99us), us(r.p999us), notes(r)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const right = new Set([2, 3, 4, 5]);
-  const fmt = (row: string[]) =>
-    row.map((c, i) => (i === row.length - 1 ? c : right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
-  const lines = [fmt(head), fmt(widths.map((w) => '-'.repeat(w)))];
-  let prev = '';
-  for (let i = 0; i < rows.length; i++) {
-    if (prev && results[i]!.workload !== prev) lines.push('');
-    prev = results[i]!.workload;
-    lines.push(fmt(rows[i]!));
-  }
-  return lines.join('\n');
+  const rows: string[][] = [];
+  results.forEach((r, i) => {
+    if (i > 0 && r.workload !== results[i - 1]!.workload) rows.push(head.map(() => ''));
+    rows.push([r.workload, r.system, si(r.msgsPerSec), us(r.p50us), us(r.p99us), us(r.p999us), notes(r)]);
+  });
+  return textTable(head, rows, new Set([2, 3, 4, 5]));
 }
 
 // ---------------------------------------------------------------------------
@@ -112,6 +85,7 @@ async function main(): Promise<number> {
     options: {
       quick: { type: 'boolean', default: false },
       json: { type: 'string' },
+      html: { type: 'string' },
       only: { type: 'string' },
       systems: { type: 'string' },
       verbose: { type: 'boolean', short: 'v', default: false },
@@ -146,8 +120,8 @@ async function main(): Promise<number> {
     }
   }
 
-  const ncpu = availableParallelism();
-  log(`threadbus bench: node ${process.version}, ${ncpu} cpus (${cpus()[0]?.model ?? '?'}), ${quick ? 'quick' : 'full'} mode`);
+  const m = machine();
+  log(`threadbus bench: node ${m.node}, ${m.cpus} cpus (${m.cpuModel}), ${quick ? 'quick' : 'full'} mode`);
   const results: Result[] = [];
   const onSignal = () => {
     void pool.close().finally(() => process.exit(130));
@@ -174,20 +148,14 @@ async function main(): Promise<number> {
   console.log(`\n${results.length} results in ${totalS.toFixed(1)} s (${quick ? 'quick' : 'full'}: ${tunables.runs} runs of ${tunables.windowMs} ms after ${tunables.warmupRuns} warm-up; medians)`);
 
   if (values.json) {
-    const doc = {
-      node: process.version,
-      cpus: ncpu,
-      quick,
-      date: new Date().toISOString(),
-      platform: `${process.platform}-${process.arch}`,
-      cpuModel: cpus()[0]?.model ?? null,
-      tunables,
-      totalSeconds: totalS,
-      results,
-      ...(loadErrors.length ? { loadErrors } : {}),
-    };
+    const { node, cpus, date, platform, cpuModel } = m;
+    const doc = { node, cpus, quick, date, platform, cpuModel, tunables, totalSeconds: totalS, results, ...(loadErrors.length ? { loadErrors } : {}) };
     writeFileSync(values.json, JSON.stringify(doc, null, 2) + '\n');
     log(`wrote ${values.json}`);
+  }
+  if (values.html) {
+    writeFileSync(values.html, resultsPage(results, { quick, tunables, totalSeconds: totalS }));
+    log(`wrote ${values.html}`);
   }
   return results.some((r) => r.error !== undefined) || loadErrors.length ? 1 : 0;
 }

@@ -32,7 +32,8 @@ import {
 // ---------------------------------------------------------------------------
 // Shapes
 
-export type StreamWorkload = 'oneway-64B' | 'oneway-1KiB' | 'oneway-64KiB' | 'multicast-8' | 'fanin-64' | 'pairs-64';
+export type StreamWorkload =
+  | 'oneway-64B' | 'oneway-64B-send' | 'oneway-64B-idle1000' | 'oneway-1KiB' | 'oneway-64KiB' | 'multicast-8' | 'fanin-64' | 'pairs-64';
 
 export interface StreamShape {
   readonly workload: StreamWorkload;
@@ -55,6 +56,9 @@ const all = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 export const STREAM_SHAPES: Readonly<Record<StreamWorkload, StreamShape>> = {
   'oneway-64B': { workload: 'oneway-64B', senders: 1, receivers: 1, dests: () => [0], payloadBytes: 64, perSource: false, latencyEvery: 0 },
+  // oneway-64B with a different sender (await send(), 1024 in flight) or 1000 idle peers on the bus (threadbus only).
+  'oneway-64B-send': { workload: 'oneway-64B-send', senders: 1, receivers: 1, dests: () => [0], payloadBytes: 64, perSource: false, latencyEvery: 0 },
+  'oneway-64B-idle1000': { workload: 'oneway-64B-idle1000', senders: 1, receivers: 1, dests: () => [0], payloadBytes: 64, perSource: false, latencyEvery: 0 },
   'oneway-1KiB': { workload: 'oneway-1KiB', senders: 1, receivers: 1, dests: () => [0], payloadBytes: 1024, perSource: false, latencyEvery: 0 },
   'oneway-64KiB': { workload: 'oneway-64KiB', senders: 1, receivers: 1, dests: () => [0], payloadBytes: 65536, perSource: false, latencyEvery: 0 },
   'multicast-8': { workload: 'multicast-8', senders: 1, receivers: 8, dests: () => all(8), payloadBytes: 64, perSource: false, latencyEvery: 0 },

@@ -3,22 +3,19 @@
 // Result, the tunables, and measure(): setup, warm-up, N runs, medians, close,
 // each step under a timeout so a stuck system reports an error, never a hang.
 
-import { createRequire } from 'node:module';
-import type * as Hdr from 'hdr-histogram-js';
+import { newHistogram, percentiles, recordNs } from '../src/cli/histogram.js';
 import type { HostPool } from './pool.js';
-
-// Loaded on first use: it takes ~100 ms to import, which every idle-memory
-// child process (which never needs it) would otherwise pay.
-let hdr: typeof Hdr | undefined;
-const loadHdr = (): typeof Hdr => (hdr ??= createRequire(import.meta.url)('hdr-histogram-js') as typeof Hdr);
 
 export const WORKLOADS = [
   'oneway-64B',
+  'oneway-64B-send',
+  'oneway-64B-idle1000',
   'oneway-1KiB',
   'oneway-64KiB',
   'reqrep',
   'multicast-8',
   'fanin-64',
+  'fanin-64-paced',
   'pairs-64',
   'idle-peer-memory',
 ] as const;
@@ -134,7 +131,7 @@ export const FULL_TUNABLES: Tunables = {
   runSlackMs: 30_000,
 };
 
-const MANY_WORKER_WORKLOADS: ReadonlySet<WorkloadName> = new Set(['fanin-64', 'pairs-64', 'multicast-8']);
+const MANY_WORKER_WORKLOADS: ReadonlySet<WorkloadName> = new Set(['fanin-64', 'fanin-64-paced', 'pairs-64', 'multicast-8']);
 
 // ---------------------------------------------------------------------------
 // Small helpers
@@ -184,21 +181,14 @@ export interface Percentiles {
   count: number;
 }
 
-/** hdr-histogram (3 significant digits) over nanosecond samples, reported in microseconds. */
+/** The threadbus command's hdr-histogram over nanosecond samples, reported in microseconds. */
 export function percentilesUs(samplesNs: readonly Uint32Array[]): Percentiles | null {
-  let count = 0;
-  for (const s of samplesNs) count += s.length;
-  if (count === 0) return null;
-  const h = loadHdr().build({ lowestDiscernibleValue: 1, highestTrackableValue: 0xffffffff, numberOfSignificantValueDigits: 3 });
-  for (const s of samplesNs) for (let i = 0; i < s.length; i++) h.recordValue(Math.max(1, s[i]!));
-  const r = {
-    p50us: h.getValueAtPercentile(50) / 1000,
-    p99us: h.getValueAtPercentile(99) / 1000,
-    p999us: h.getValueAtPercentile(99.9) / 1000,
-    count,
-  };
+  const h = newHistogram();
+  for (const s of samplesNs) for (let i = 0; i < s.length; i++) recordNs(h, s[i]!);
+  const p = percentiles(h);
+  const count = h.totalCount;
   h.destroy();
-  return r;
+  return p === null ? null : { p50us: p.p50us, p99us: p.p99us, p999us: p.p999us, count };
 }
 
 // ---------------------------------------------------------------------------
@@ -297,5 +287,12 @@ export function summarize(workload: WorkloadName, system: string, samples: reado
   const keys = new Set(samples.flatMap((s) => Object.keys(s.extra ?? {})));
   for (const k of keys) r[k] = pick((s) => s.extra?.[k]);
   if (msgsPerSec !== null) r.msgsPerSecRuns = samples.map((s) => s.msgsPerSec);
+  // Latency has its own run-to-run spread (the paced fan-in's headline is its latency).
+  if (r.p99us !== null) {
+    const p99s = samples.map((s) => s.p99us!);
+    r.p50usRuns = samples.map((s) => s.p50us ?? null);
+    r.p99usRuns = p99s;
+    r.p99SpreadPct = ((Math.max(...p99s) - Math.min(...p99s)) / r.p99us) * 100;
+  }
   return r;
 }

@@ -1,7 +1,6 @@
 // Shared by the bench main thread and every worker role: the role contract run by
 // perf/workers/host.ts, the shared control block, the payload stamp/check codec,
 // a clock comparable across threads, and a preallocated latency recorder.
-import { hrtime } from 'node:process';
 
 // ---------------------------------------------------------------------------
 // Role contract: a worker module exports `roles: Record<string, RoleFactory>`.
@@ -52,31 +51,9 @@ export interface ClientResult {
   readonly dropped: number;
 }
 
-// ---------------------------------------------------------------------------
-// Clock. performance.now() has a per-thread origin; offsetting it onto the
-// process-wide uv_hrtime makes stamps written in one worker readable in another.
-
-function measureClockOffsetMs(): number {
-  let bestGap = Infinity;
-  let offset = 0;
-  for (let i = 0; i < 16; i++) {
-    const a = performance.now();
-    const h = Number(hrtime.bigint()) / 1e6;
-    const b = performance.now();
-    if (b - a < bestGap) {
-      bestGap = b - a;
-      offset = h - (a + b) / 2;
-    }
-  }
-  return offset;
-}
-
-const CLOCK_OFFSET_MS = measureClockOffsetMs();
-
-/** Milliseconds on a clock shared by all threads of this process. */
-export function nowMs(): number {
-  return performance.now() + CLOCK_OFFSET_MS;
-}
+// The clock valid across threads is the threadbus command's (src/cli/clock.ts).
+import { nowMs } from '../src/cli/clock.js';
+export { nowMs };
 
 // ---------------------------------------------------------------------------
 // Control block: one Int32Array on a SharedArrayBuffer per session. Flags live on

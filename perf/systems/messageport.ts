@@ -5,6 +5,7 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { REQREP_PAYLOAD_BYTES, flowControl, hostedReqrep, hostedStream, idleSession, type IdlePeers, type StreamWiring } from '../drivers.js';
 import type { BenchSystem, WorkloadFactory, WorkloadName } from '../harness.js';
+import { pacedFanin } from '../paced.js';
 import type { MpReqrepData, MpStreamReceiverData, MpStreamSenderData } from '../workers/messageport.js';
 
 const ROLES = new URL('../workers/messageport.js', import.meta.url);
@@ -101,6 +102,7 @@ export function messagePortSystem(name: string, transfer: boolean): BenchSystem 
     // nothing about an idle port.
     workloads['multicast-8'] = (ctx) => hostedStream(ctx, 'multicast-8', wiring);
     workloads['idle-peer-memory'] = (ctx) => idleSession(ctx, import.meta.url, 'idlePeers');
+    workloads['fanin-64-paced'] = pacedFanin('messageport');
   }
   return {
     name,

@@ -24,15 +24,21 @@ import {
   type StreamWorkload,
 } from '../drivers.js';
 import type { BenchContext, BenchSystem, Session } from '../harness.js';
-import type { TbReqrepData, TbStreamReceiverData, TbStreamSenderData } from '../workers/threadbus.js';
+import { pacedFanin } from '../paced.js';
+import type { Host } from '../pool.js';
+import type { TbIdlePeersData, TbReqrepData, TbStreamReceiverData, TbStreamSenderData } from '../workers/threadbus.js';
 
 const ROLES = new URL('../workers/threadbus.js', import.meta.url);
 const RECEIVER_MESSAGES = 1 << 18;
 const SENDER_LIMITS = { messages: 64, handles: 64, bytes: 64 * 1024 };
 const MAX_MESSAGE_BYTES = 64 * 1024;
 const SENDER_UID_BASE = 1;
-/** Peers created at once by idlePeers(). */
+/** Peers created at once by idlePeers() and idleOnBus(). */
 const IDLE_BATCH = 100;
+/** oneway-64B-idle1000: idle peers on the bus, opened in this many host threads. */
+const IDLE_ON_BUS = 1000;
+const IDLE_THREADS = 2;
+const IDLE_UID = 50_000;
 const RECEIVER_UID_BASE = 100_000;
 
 /** 64 KiB payloads get a larger byte budget, so that 16 MiB (128 messages in flight) is not all that is measured. */
@@ -49,13 +55,14 @@ function startBus(workload?: StreamWorkload): Promise<Bus> {
   });
 }
 
-/** Close the roles' session first (their peers close), then the bus. */
-function withBus(bus: Bus, session: Session): Session {
+/** Close the roles' session first (their peers close), then the idle peers' hosts, then the bus. */
+function withBus(ctx: BenchContext, bus: Bus, session: Session, idleHosts: readonly Host[] = []): Session {
   return {
     run: (p) => session.run(p),
     close: async (failed) => {
       try {
         await session.close(failed);
+        await unloadIdle(ctx, idleHosts, failed);
       } finally {
         await bus.close().catch(() => undefined);
       }
@@ -63,10 +70,51 @@ function withBus(bus: Bus, session: Session): Session {
   };
 }
 
+/** Tickets for n peers, each with a node, created in batches (the owner's round trips overlap). */
+async function createIdle(bus: Bus, n: number, uid: (i: number) => number): Promise<PeerTicket[]> {
+  const out: PeerTicket[] = [];
+  for (let i = 0; i < n; i += IDLE_BATCH) {
+    const batch = Array.from({ length: Math.min(IDLE_BATCH, n - i) }, async (_, j) => {
+      const t = await bus.createPeer({ uid: uid(i + j) });
+      await bus.createNode(t);
+      return t;
+    });
+    out.push(...(await Promise.all(batch)));
+  }
+  return out;
+}
+
+/** IDLE_ON_BUS real, open peers on `bus`, idling in IDLE_THREADS pooled hosts. */
+async function idleOnBus(ctx: BenchContext, bus: Bus): Promise<Host[]> {
+  const tickets = await createIdle(bus, IDLE_ON_BUS, () => IDLE_UID);
+  const hosts = await ctx.pool.lease(IDLE_THREADS);
+  try {
+    const per = Math.ceil(tickets.length / hosts.length);
+    await Promise.all(hosts.map((h, i) => {
+      const mine = tickets.slice(i * per, (i + 1) * per);
+      const data: TbIdlePeersData = { tickets: mine };
+      return h.load(ROLES, 'idle-peers', data, mine.flatMap((t) => t.transfer), ctx.tunables.setupTimeoutMs);
+    }));
+  } catch (e) {
+    await ctx.pool.release(hosts, false);
+    throw e;
+  }
+  return hosts;
+}
+
+async function unloadIdle(ctx: BenchContext, hosts: readonly Host[], failed: boolean): Promise<void> {
+  if (hosts.length === 0) return;
+  const ok = !failed && (await Promise.all(hosts.map((h) => h.unload(ctx.tunables.closeTimeoutMs).then(() => true, () => false))))
+    .every(Boolean);
+  await ctx.pool.release(hosts, ok);
+}
+
 async function stream(ctx: BenchContext, workload: StreamWorkload): Promise<Session> {
   const shape = STREAM_SHAPES[workload];
   const bus = await startBus(workload);
+  let idleHosts: Host[] = [];
   try {
+    if (workload === 'oneway-64B-idle1000') idleHosts = await idleOnBus(ctx, bus);
     const receivers: PeerTicket[] = [];
     const nodes: number[] = [];
     for (let r = 0; r < shape.receivers; r++) {
@@ -86,7 +134,10 @@ async function stream(ctx: BenchContext, workload: StreamWorkload): Promise<Sess
       roles: ROLES,
       wire: (sh, ctl) => ({
         senders: senders.map(({ ticket, dests }, src) => ({
-          data: { ctl, src, payloadBytes: sh.payloadBytes, latencyEvery: sh.latencyEvery, ticket, dests } satisfies TbStreamSenderData,
+          data: {
+            ctl, src, payloadBytes: sh.payloadBytes, latencyEvery: sh.latencyEvery, ticket, dests,
+            mode: workload === 'oneway-64B-send' ? 'send' : 'post',
+          } satisfies TbStreamSenderData,
           transfer: ticket.transfer,
         })),
         receivers: receivers.map((ticket, index) => ({
@@ -98,8 +149,9 @@ async function stream(ctx: BenchContext, workload: StreamWorkload): Promise<Sess
         })),
       }),
     });
-    return withBus(bus, session);
+    return withBus(ctx, bus, session, idleHosts);
   } catch (e) {
+    await unloadIdle(ctx, idleHosts, true);
     await bus.close().catch(() => undefined);
     throw e;
   }
@@ -127,7 +179,7 @@ async function reqrep(ctx: BenchContext): Promise<Session> {
         },
       }),
     });
-    return withBus(bus, session);
+    return withBus(ctx, bus, session);
   } catch (e) {
     await bus.close().catch(() => undefined);
     throw e;
@@ -142,23 +194,11 @@ async function reqrep(ctx: BenchContext): Promise<Session> {
  */
 export async function idlePeers(n: number): Promise<IdlePeers> {
   const bus = await Bus.start();
-  const peers: Peer[] = [];
-  let reserved = 0;
-  // Created in batches: the owner's control round trips overlap.
-  for (let i = 0; i < n; i += IDLE_BATCH) {
-    const batch = Array.from({ length: Math.min(IDLE_BATCH, n - i) }, async (_, j) => {
-      const t = await bus.createPeer({ uid: i + j });
-      await bus.createNode(t);
-      return t;
-    });
-    for (const t of await Promise.all(batch)) {
-      reserved = t.inSab.byteLength + t.outSab.byteLength;
-      peers.push(Peer.open(t));
-    }
-  }
+  const tickets = await createIdle(bus, n, (i) => i);
+  const peers = tickets.map((t) => Peer.open(t));
   return {
-    close: () => void bus.close(),
-    extra: { reservedBytesPerPeer: reserved },
+    close: () => void Promise.allSettled(peers.map((p) => p.close())).then(() => bus.close()),
+    extra: { reservedBytesPerPeer: tickets[0]!.inSab.byteLength + tickets[0]!.outSab.byteLength },
   };
 }
 
@@ -167,6 +207,9 @@ export const system: BenchSystem = {
   description: 'threadbus: sender -> coordinator (validate, quota, order) -> receiver over SAB rings',
   workloads: {
     'oneway-64B': (ctx) => stream(ctx, 'oneway-64B'),
+    'oneway-64B-send': (ctx) => stream(ctx, 'oneway-64B-send'),
+    'oneway-64B-idle1000': (ctx) => stream(ctx, 'oneway-64B-idle1000'),
+    'fanin-64-paced': pacedFanin('threadbus'),
     'oneway-1KiB': (ctx) => stream(ctx, 'oneway-1KiB'),
     'oneway-64KiB': (ctx) => stream(ctx, 'oneway-64KiB'),
     'multicast-8': (ctx) => stream(ctx, 'multicast-8'),

@@ -1,5 +1,6 @@
 // Child-process entry for idle-peer-memory: imports a system module, asks its
-// idle-peer export for N idle endpoints, and prints the RSS/heap delta as JSON.
+// idle-peer export for N idle endpoints, and prints the RSS/heap delta and the
+// time the creation took as JSON.
 // Run by perf/drivers.ts with --expose-gc so both readings follow a full GC.
 // Usage: node --expose-gc idle-child.js <moduleUrl> <exportName> <peers>
 
@@ -31,14 +32,16 @@ if (typeof factory !== 'function') {
   process.exit(2);
 }
 const before = await settled();
+const started = performance.now();
 const handle = await factory(peers);
+const createMs = performance.now() - started;
 const after = await settled();
 console.log(
   JSON.stringify({
     peers,
     rssBytes: after.rss - before.rss,
     heapBytes: after.heapUsed - before.heapUsed,
-    extra: handle.extra ?? {},
+    extra: { createMs, ...handle.extra },
   }),
 );
 await handle.close?.();

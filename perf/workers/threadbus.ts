@@ -37,6 +37,12 @@ export interface TbStreamSenderData extends StreamSenderCommon {
   readonly ticket: PeerTicket;
   /** The sender's handles to its destinations' nodes (several: one atomic multicast). */
   readonly dests: number[];
+  /** 'post': post() in windows and flush(); 'send': plain await send(), SEND_IN_FLIGHT at once. */
+  readonly mode: 'post' | 'send';
+}
+
+export interface TbIdlePeersData {
+  readonly tickets: PeerTicket[];
 }
 
 export interface TbStreamReceiverData extends StreamReceiverCommon {
@@ -68,7 +74,68 @@ const POST_WINDOW = 32768;
 /** Pause after a refusal (EDQUOT: the receiver is behind) before posting again. */
 const BACKOFF_MS = 1;
 
+/** The plain-send sender's window: sends awaited at once. */
+const SEND_IN_FLIGHT = 1024;
+
+/**
+ * The sender a user writes first: `await peer.send()`, with SEND_IN_FLIGHT sends in
+ * flight. A send refused with EDQUOT is sent again (same seq) after BACKOFF_MS; the
+ * receivers' limits are far above the window, so that does not happen in this bench,
+ * and if it did, the retried message would arrive out of order and fail verification.
+ */
+const plainSender = (d: TbStreamSenderData): Role => {
+  const peer = Peer.open(d.ticket);
+  const i32 = new Control(d.ctl).i32;
+  const msg = makeTemplate(d.payloadBytes);
+  /** The sends in flight, by seq modulo the window; each slot is awaited before reuse. */
+  const window: Array<Promise<void> | undefined> = new Array(SEND_IN_FLIGHT);
+  let seq = 0;
+  return {
+    async call(cmd: RoleCall): Promise<SenderResult> {
+      if (cmd.op !== 'run') throw new Error(`unknown op ${cmd.op}`);
+      let sent = 0;
+      let failure: unknown = null;
+      // send() copies the payload before it returns, so one buffer serves every send.
+      const sendOne = async (s: number): Promise<void> => {
+        for (;;) {
+          stamp(msg, 0, d.payloadBytes, s, d.src, NaN);
+          try {
+            await peer.send(d.dests[0]!, msg);
+            sent++;
+            return;
+          } catch (e) {
+            if ((e as { code?: string }).code !== 'EDQUOT') throw e;
+            await new Promise((r) => setTimeout(r, BACKOFF_MS));
+          }
+        }
+      };
+      for (let i = 0; Atomics.load(i32, STOP) === 0 && failure === null; i = (i + 1) % SEND_IN_FLIGHT) {
+        await window[i];
+        window[i] = sendOne(seq).catch((e: unknown) => void (failure ??= e));
+        seq = (seq + 1) >>> 0;
+      }
+      await Promise.all(window);
+      window.fill(undefined);
+      if (failure !== null) throw failure;
+      return { sent };
+    },
+    close: () => peer.close(),
+  };
+};
+
+/** Peers that are open and do nothing: they only have to exist, on the same bus. */
+const idlePeers: RoleFactory = (d: TbIdlePeersData): Role => {
+  const peers = d.tickets.map((t) => Peer.open(t));
+  return {
+    call: () => peers.length,
+    close: async () => {
+      await Promise.all(peers.map((p) => p.close()));
+    },
+  };
+};
+
 const streamSender: RoleFactory = (d: TbStreamSenderData): Role => {
+  if (d.mode === 'send') return plainSender(d);
   const peer = Peer.open(d.ticket);
   const i32 = new Control(d.ctl).i32;
   const len = d.payloadBytes;
@@ -221,4 +288,5 @@ export const roles: Record<string, RoleFactory> = {
   'stream-receiver': streamReceiver,
   'rr-client': rrClient,
   'rr-server': rrServer,
+  'idle-peers': idlePeers,
 };
