@@ -16,6 +16,7 @@ import type { HandleId } from './message.js';
 import type { Limits } from './coordinator/ledger.js';
 import { DEFAULT_USER_LIMITS } from './coordinator/users.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../shared/layout.js';
+import { PeerRegistry } from './peer-registry.js';
 
 export interface BusOptions {
   /** Per-uid maxima; defaults 16384 messages, 65536 handles, 16 MiB. */
@@ -66,8 +67,18 @@ function checkLimits(l: unknown, what: string): Partial<Limits> | undefined {
   return out;
 }
 
+/**
+ * @internal For tests only, and deliberately not exported from index.ts (nor reachable
+ * through the package's exports): the coordinator's Worker, so that a test can kill it.
+ */
+export let coordinatorWorkerOf: (bus: Bus) => Worker;
+
 export class Bus {
+  static {
+    coordinatorWorkerOf = (bus) => bus.#worker;
+  }
   #worker: Worker;
+  #peers = new PeerRegistry();
   #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   #nextId = 1;
   #closed = false;
@@ -93,8 +104,14 @@ export class Bus {
       // A coordinator crash is a threadbus bug; say so loudly, then fail everything cleanly.
       process.emitWarning(`threadbus coordinator crashed: ${e.stack ?? e.message}`, 'ThreadbusWarning');
       die(`failed: ${e.message}`);
+      // Its thread runs no more JavaScript after an uncaught error; 'exit' can come much later.
+      this.#peers.shutDownAll();
     });
-    worker.on('exit', (code) => die(`exited (code ${code})`));
+    worker.on('exit', (code) => {
+      die(`exited (code ${code})`);
+      // Peers blocked in a wait would never learn of it otherwise (after close() they already have).
+      this.#peers.shutDownAll();
+    });
   }
 
   /** Start the coordinator thread. */
@@ -147,6 +164,7 @@ export class Bus {
     const uid = checkUid(opts.uid, 'createPeer');
     const limits = checkLimits(opts.limits, 'createPeer limits');
     const m = await this.#call<PeerMemory>({ op: 'createPeer', uid, limits }, 'createPeer');
+    this.#peers.add(m.inSab, m.descriptorOffset, m.outSab);
     return {
       kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
       doorbell: m.doorbell, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
@@ -170,7 +188,7 @@ export class Bus {
     try {
       checkTicket(from, 'transferHandle');
       checkTicket(to, 'transferHandle');
-      if (!Number.isInteger(handle) || handle <= 0) throw new BusError('EINVAL', `transferHandle: ${handle} is not a handle id`);
+      if (!Number.isInteger(handle) || handle <= 0 || handle > 0xffffffff) throw new BusError('EINVAL', `transferHandle: ${handle} is not a handle id`);
     } catch (e) {
       return Promise.reject(e);
     }

@@ -14,7 +14,9 @@ export type ControlRequest =
   | { id: number; op: 'createNode'; peerId: number }
   | { id: number; op: 'transferHandle'; fromId: number; handle: number; toId: number }
   | { id: number; op: 'usage'; uid: number }
-  | { id: number; op: 'close' };
+  | { id: number; op: 'close' }
+  // Test only (sent through coordinatorWorkerOf, never by Bus): an uncaught error in the coordinator.
+  | { id: number; op: 'test-crash' };
 
 export type ControlReply =
   | { id: number; ok: true; value: unknown }

@@ -103,6 +103,14 @@ function invalid(msg: string): BusError {
   return new BusError('EINVAL', msg);
 }
 
+/** Options are an object (or absent); `partial`, when given, a boolean. */
+function checkOptions(opts: unknown, what: string): void {
+  if (opts === undefined || opts === null) return;
+  if (typeof opts !== 'object') throw invalid(`${what}: options must be an object, got ${typeof opts}`);
+  const partial = (opts as MulticastOptions).partial;
+  if (partial !== undefined && typeof partial !== 'boolean') throw invalid(`${what}: opts.partial must be true or false`);
+}
+
 function checkHandleId(h: unknown, what: string): number {
   if (typeof h !== 'number' || !Number.isInteger(h) || h <= 0 || h > 0xffffffff) {
     throw invalid(`${what}: ${String(h)} is not a handle id (a positive integer)`);
@@ -249,6 +257,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   send(to: HandleId[], data: Uint8Array | string, opts: MulticastOptions & { partial: true }): Promise<SendReport>;
   send(to: HandleId | HandleId[], data: Uint8Array | string, opts?: MulticastOptions): Promise<void | SendReport> {
     try {
+      checkOptions(opts, 'send');
       const partial = opts?.partial === true;
       const reqId = this.#writeSend('send', to, data, opts?.handles, partial ? SEND_FLAG_PARTIAL : 0);
       return this.#expect(reqId, partial ? K_PARTIAL : K_SEND, partial ? (to as HandleId[]).slice() : null) as Promise<void | SendReport>;
@@ -263,6 +272,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    * by the next flush() with its id and BusError.
    */
   post(to: HandleId | HandleId[], data: Uint8Array | string, opts?: SendOptions): number {
+    checkOptions(opts, 'post');
     const reqId = this.#writeSend('post', to, data, opts?.handles, SEND_FLAG_STREAM, true);
     this.#lastPost = reqId;
     this.#postsInFlight = true;
@@ -278,8 +288,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    */
   flush(): Promise<PostReport> {
     this.#settle();
-    if (!this.#postsInFlight && this.#rejectedPosts.length === 0) return Promise.resolve(this.#takeRejected());
-    if (!this.isOpen) return Promise.reject(shutdown('flush'));
+    // Refusals from before a shutdown are still reported; after that, like every call, ESHUTDOWN.
+    if (!this.#postsInFlight && this.#rejectedPosts.length === 0 && this.isOpen) return Promise.resolve(this.#takeRejected());
+    if (!this.isOpen) return this.#rejectedPosts.length > 0 ? Promise.resolve(this.#takeRejected()) : Promise.reject(shutdown('flush'));
     this.#writeRecord(OP_RESUME, this.#resumeBody);
     if (!this.#postsInFlight) return Promise.resolve(this.#takeRejected());
     return this.#expect(this.#lastPost, K_BARRIER, 'flush') as Promise<PostReport>;
@@ -302,8 +313,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       checkHandleId(to, what);
       ndest = 1;
     } else if (Array.isArray(to)) {
+      // [] is bus1's empty transaction: validated and sent like any other, it delivers nothing.
       ndest = to.length;
-      if (ndest === 0) throw invalid(`${what}: no destination given`);
       if (ndest > MAX_DESTINATIONS) throw invalid(`${what}: at most ${MAX_DESTINATIONS} destinations`);
       for (let i = 0; i < ndest; i++) {
         checkHandleId(to[i], what);
@@ -427,7 +438,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   /** The next message; waits for one. Rejects with ESHUTDOWN once the peer is closed. */
   async recv(opts?: { signal?: AbortSignal }): Promise<Message> {
+    checkOptions(opts, 'recv');
     const signal = opts?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('recv: opts.signal must be an AbortSignal');
     const head = this.#desc.ctl;
     for (;;) {
       // Read before looking, so that a publish in between wakes the wait below.
@@ -456,6 +469,10 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    * blocked thread is woken directly rather than through its event loop.
    */
   recvSync(timeoutMs = Infinity): Message | undefined {
+    // NaN would make every wait below infinite.
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) {
+      throw invalid(`recvSync: timeoutMs must be a number >= 0 (or Infinity), got ${String(timeoutMs)}`);
+    }
     const deadline = performance.now() + timeoutMs;
     const desc = this.#desc;
     for (;;) {
@@ -686,7 +703,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
         const err = errorFromWire(name, code, v.i32[at + V_RESOURCE], detail, v.f64[f]);
         Error.stackTraceLimit = stackLimit;
         if (owner === null) this.#rejectedPosts.push({ id: vreq, error: err });
-        else if (owner.kind === K_PARTIAL) (owner.refused ??= []).push({ destination: detail, error: err });
+        // A partial send's refusal of one destination is EDQUOT or ESHUTDOWN; any other code refused the whole request.
+        else if (owner.kind === K_PARTIAL && (err.code === 'EDQUOT' || err.code === 'ESHUTDOWN')) (owner.refused ??= []).push({ destination: detail, error: err });
         else owner.error = err;
       } else if (owner !== null && owner.kind === K_QUERY) {
         owner.value = {
@@ -722,6 +740,10 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
         p.resolve!(this.#takeRejected());
         break;
       case K_PARTIAL: {
+        if (p.error !== null) {
+          p.reject!(p.error);
+          break;
+        }
         const refused = p.refused ?? [];
         const no = new Set(refused.map((r) => r.destination));
         p.resolve!({ delivered: (p.extra as HandleId[]).filter((d) => !no.has(d)), refused });

@@ -11,8 +11,9 @@
  * CTL_OPENED word in the peer's IN buffer is claimed with compare-and-swap).
  */
 
-import type { MessagePort, TransferListItem } from 'node:worker_threads';
+import { MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BusError } from './errors.js';
+import { CONTROL_BYTES, RING_HEADER_BYTES, inLayout } from '../shared/layout.js';
 import type { Limits } from './coordinator/ledger.js';
 
 export interface PeerTicket {
@@ -33,11 +34,24 @@ export interface PeerTicket {
   readonly transfer: TransferListItem[];
 }
 
+const isPow2 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+
+/**
+ * A ticket is what bus.createPeer() returned: its fields have their types, and its
+ * buffers the sizes its numbers say (so that mapping them cannot throw or read outside
+ * them). Anything else is EINVAL.
+ */
 export function checkTicket(t: unknown, what: string): asserts t is PeerTicket {
   const x = t as PeerTicket;
-  if (typeof x !== 'object' || x === null || x.kind !== 'threadbus.ticket'
-    || !(x.inSab instanceof SharedArrayBuffer) || !(x.outSab instanceof SharedArrayBuffer)
-    || typeof x.peerId !== 'number') {
-    throw new BusError('EINVAL', `${what}: expected a PeerTicket from bus.createPeer()`);
-  }
+  const bad = (why: string) => new BusError('EINVAL', `${what}: expected a PeerTicket from bus.createPeer() (${why})`);
+  if (typeof x !== 'object' || x === null || x.kind !== 'threadbus.ticket') throw bad('not a ticket');
+  if (!(x.inSab instanceof SharedArrayBuffer) || !(x.outSab instanceof SharedArrayBuffer)
+    || !(x.doorbell instanceof SharedArrayBuffer) || x.doorbell.byteLength < 4) throw bad('its buffers are missing');
+  if (!Number.isSafeInteger(x.peerId) || x.peerId <= 0 || !Number.isSafeInteger(x.uid) || x.uid < 0) throw bad('bad ids');
+  if (!isPow2(x.outRingBytes) || x.outSab.byteLength !== RING_HEADER_BYTES + x.outRingBytes) throw bad('bad OUT ring size');
+  if (!isPow2(x.descriptorSlots) || x.verdictOffset !== CONTROL_BYTES) throw bad('bad IN layout');
+  const layout = inLayout(x.descriptorSlots, 0);
+  if (x.descriptorOffset !== layout.descriptorOffset || x.inSab.byteLength < layout.poolOffset) throw bad('bad IN layout');
+  if (!Number.isSafeInteger(x.maxMessageBytes) || x.maxMessageBytes < 0) throw bad('bad maxMessageBytes');
+  if (x.port !== null && x.port !== undefined && !(x.port instanceof MessagePort)) throw bad('bad port');
 }

@@ -671,10 +671,11 @@ test('arguments of the wrong type are refused with EINVAL and change nothing', a
   for (const [what, args] of cases) await refusedCleanly(t, bus, a, b, aH, args, 'EINVAL', what);
 });
 
-test('an empty destination array is refused with EINVAL and changes nothing', async (t) => {
+test('an empty destination array with a bad argument is refused and changes nothing (send([]) itself: conformance.test.ts)', async (t) => {
   const { bus, p: [a, b] } = await setup(t, 2);
   const [, aH] = await nodeOf(bus, b, a);
-  await refusedCleanly(t, bus, a, b, aH, [[], 'to nobody'], 'EINVAL', '[]');
+  await refusedCleanly(t, bus, a, b, aH, [[], 42], 'EINVAL', '[] with data a number');
+  await refusedCleanly(t, bus, a, b, aH, [[], 'x', { handles: [aH + 100] }], 'ENXIO', '[] with an unknown handle');
 });
 
 test('an unknown handle in opts.handles is refused with ENXIO and changes nothing', async (t) => {

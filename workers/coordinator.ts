@@ -80,6 +80,11 @@ port.on('message', (req: ControlRequest) => {
         reply({ id: req.id, ok: true, value: null });
         port.close();
         return;
+      case 'test-crash':
+        setImmediate(() => {
+          throw new Error('threadbus coordinator: crash requested by a test');
+        });
+        return;
       default:
         throw new BusError('EINVAL', `unknown control operation`);
     }

@@ -419,7 +419,8 @@ export class Coordinator {
     const nh = i32[w + 3] >>> 0;
     const plen = i32[w + 4] >>> 0;
     if (len < SEND_HEADER_WORDS * 4) return this.fail(E_INVAL, 0);
-    if (ndest < 1 || ndest > MAX_DESTINATIONS || nh > MAX_HANDLES_PER_MESSAGE) return this.fail(E_INVAL, 0);
+    // ndest 0 is bus1's empty transaction: validated like any send, it delivers and charges nothing.
+    if (ndest > MAX_DESTINATIONS || nh > MAX_HANDLES_PER_MESSAGE) return this.fail(E_INVAL, 0);
     if (plen > this.config.maxMessageBytes) return this.fail(E_MSGSIZE, plen);
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
     if (idsBytes + plen > len) return this.fail(E_INVAL, 0);
@@ -611,6 +612,9 @@ export class Coordinator {
       node.holders.set(peer, h);
       peer.handles.set(h.id, h);
       if (peer !== node.owner) node.owner.cancelRelease(node);
+    } else if (peer === node.owner) {
+      // An extra reference of the owner to its own node withdraws an unread node-release too.
+      node.owner.cancelRelease(node);
     }
     h.refs++;
     return h;
@@ -746,12 +750,26 @@ export class Coordinator {
     const h = peer.handles.get(id);
     if (h === undefined || h.refs - h.refsInFlight <= 0) return this.fail(E_NXIO, id);
     const node = h.node;
-    if (!node.destroyed && node.owner === peer && h.refs === 1) return this.fail(E_BUSY, id);
+    // The owner's references carried in messages it has not received yet are not its own yet.
+    if (!node.destroyed && node.owner === peer && h.refs - h.refsInFlight === 1) return this.fail(E_BUSY, id);
     h.refs--;
     peer.user.ledger.release(0, 1, 0);
     peer.ledger.release(0, 1, 0);
     if (h.refs === 0) this.dropHandle(peer, h);
+    else if (peer === node.owner) this.notifyIfReleased(node);
     return 0;
+  }
+
+  /**
+   * node-release (bus1): the node's references besides the owner's own first one (those of
+   * other holders, and extra ones the owner took to its own node) are all gone. Each such
+   * last release is one transaction in the global order.
+   */
+  private notifyIfReleased(node: BusNode): void {
+    const owner = node.owner;
+    if (node.destroyed || !owner.open || node.foreignHolders !== 0 || node.ownerHandle.refs !== 1) return;
+    const seq = ++this.seq;
+    this.queueDescriptor(owner, KIND_NODE_RELEASE, node.ownerHandle.id, seq, owner.uid, 0, 0, -1, 0, null, node);
   }
 
   /** Remove a handle with no references left; tell the owner if it was the last foreign holder. */
@@ -759,11 +777,7 @@ export class Coordinator {
     const node = h.node;
     peer.handles.delete(h.id);
     node.holders.delete(peer);
-    if (!node.destroyed && peer !== node.owner && node.foreignHolders === 0 && node.owner.open) {
-      const owner = node.owner;
-      const seq = ++this.seq;
-      this.queueDescriptor(owner, KIND_NODE_RELEASE, node.ownerHandle.id, seq, owner.uid, 0, 0, -1, 0, null, node);
-    }
+    if (peer !== node.owner) this.notifyIfReleased(node);
   }
 
   private destroyNodesRequest(peer: PeerState, w: number, n: number): number {

@@ -1,0 +1,54 @@
+/*
+ * The owner's list of the peers it minted tickets for, kept so that the owner can shut
+ * them all down itself when the coordinator thread dies (an uncaught error in it, or
+ * terminate()). While the coordinator lives it alone writes a peer's state; once its
+ * thread is gone nobody would, and a peer blocked in Atomics.wait (recvSync, a
+ * synchronous request) never sees its port close, since that needs its event loop.
+ *
+ * Invariants:
+ *   - the owner writes a peer's CTL_STATE only after the coordinator's 'exit' (no other
+ *     writer is left), and only from STATE_OPEN (compare-and-swap): a peer that closed or
+ *     was cut off keeps its own state;
+ *   - only per-peer memory is written, never the doorbell every peer shares: a hostile
+ *     peer can forge anything there, so "the coordinator is dead" may not live there;
+ *   - entries whose peer is no longer open are pruned as new ones are added, so the list
+ *     stays bounded by the live peers (amortised: a pass when it has doubled).
+ */
+
+import {
+  CTL_STATE, CTL_ACKED, STATE_OPEN, STATE_BUS_CLOSED, RING_HEAD, RING_TAIL, RING_HEADER_BYTES,
+} from '../shared/layout.js';
+
+interface PeerWords {
+  ctl: Int32Array;
+  desc: Int32Array;
+  out: Int32Array;
+}
+
+export class PeerRegistry {
+  #peers: PeerWords[] = [];
+  #pruneAt = 16;
+
+  add(inSab: SharedArrayBuffer, descriptorOffset: number, outSab: SharedArrayBuffer): void {
+    this.#peers.push({
+      ctl: new Int32Array(inSab, 0, 64),
+      desc: new Int32Array(inSab, descriptorOffset, RING_HEADER_BYTES / 4),
+      out: new Int32Array(outSab, 0, RING_HEADER_BYTES / 4),
+    });
+    if (this.#peers.length >= this.#pruneAt) {
+      this.#peers = this.#peers.filter((p) => Atomics.load(p.ctl, CTL_STATE) === STATE_OPEN);
+      this.#pruneAt = Math.max(16, 2 * this.#peers.length);
+    }
+  }
+
+  /** The coordinator is gone: every peer still open is shut down, and every wait it may be in is woken. */
+  shutDownAll(): void {
+    for (const p of this.#peers) {
+      if (Atomics.compareExchange(p.ctl, CTL_STATE, STATE_OPEN, STATE_BUS_CLOSED) !== STATE_OPEN) continue;
+      Atomics.notify(p.ctl, CTL_ACKED);
+      Atomics.notify(p.desc, RING_HEAD);
+      Atomics.notify(p.out, RING_TAIL);
+    }
+    this.#peers = [];
+  }
+}
