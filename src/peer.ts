@@ -31,7 +31,7 @@ import {
   VERDICT_SLOTS, VERDICT_SLOT_BYTES, DESC_SLOT_BYTES, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE,
   KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT, RING_HEAD, RING_TAIL, RING_CONSUMER_SLEEPING,
-  RING_PRODUCER_SLEEPING, align8,
+  RING_PRODUCER_SLEEPING, align8, CTL_BELL, BELL_COUNTER, BELL_SLEEPING, BELL_MAP,
 } from '../shared/layout.js';
 import { ByteRingWriter, SlotRingReader, RING_EMPTY } from '../shared/ring.js';
 import { SPIN_LOADS, spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync } from '../shared/wait.js';
@@ -120,6 +120,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #inSab: SharedArrayBuffer;
   #inI32: Int32Array;
   #doorbell: Int32Array;
+  /** Word and bit of this peer's bell in the doorbell's bell map (word < 0: none). */
+  #bellWord: number;
+  #bellBit: number;
   #port: MessagePort | null;
   #maxMessageBytes: number;
   #closed = false;
@@ -154,6 +157,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     this.#inSab = m.inSab;
     this.#inI32 = new Int32Array(m.inSab, 0, m.inSab.byteLength >> 2);
     this.#doorbell = new Int32Array(m.doorbell);
+    const bell = Atomics.load(this.#ctl, CTL_BELL);
+    this.#bellWord = bell >= 0 ? BELL_MAP + (bell >> 5) : -1;
+    this.#bellBit = bell >= 0 ? 1 << (bell & 31) : 0;
     this.#maxMessageBytes = m.maxMessageBytes;
     this.#port = m.port ?? null;
     if (this.#port !== null) {
@@ -560,9 +566,17 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     return id;
   }
 
+  /**
+   * Called after publishing when the coordinator said it does not poll this OUT ring:
+   * ring this peer's bell, and wake the coordinator if it sleeps (shared/layout.ts, Doorbell).
+   */
   #kick(): void {
-    Atomics.add(this.#doorbell, 0, 1);
-    Atomics.notify(this.#doorbell, 0, 1);
+    const db = this.#doorbell;
+    if (this.#bellWord >= 0) Atomics.or(db, this.#bellWord, this.#bellBit);
+    if (Atomics.load(db, BELL_SLEEPING) !== 0) {
+      Atomics.add(db, BELL_COUNTER, 1);
+      Atomics.notify(db, BELL_COUNTER, 1);
+    }
   }
 
   /** Write (or queue behind the backlog) one small record; the body starts with its reqId. */

@@ -143,6 +143,25 @@ export class Ledger {
     return ALLOWED;
   }
 
+  /**
+   * The largest amount of resource `r` that `sender` may charge now: check() allows every
+   * amount up to it and none above. Both rules are monotone in the amount, and charging
+   * c1 then c2 passes exactly when charging c1 + c2 at once does (half: s + 2c <= R;
+   * polynomial: s*n + c(n + 1) <= R, with R and s moving together), so a run of sends
+   * may be checked against this once and charged as one. Exact: every operand is a safe
+   * integer below 2^33.
+   */
+  headroom(sender: number, r: number): number {
+    const rem = this.remaining[r];
+    if (sender === this.owner) return rem;
+    const share = this.lookupShare(sender);
+    const s = share === undefined ? 0 : share[r];
+    if (this.rule === 'half') return rem >= s ? Math.floor((rem - s) / 2) : 0;
+    const n = this.sharersByResource[r] + (s === 0 ? 1 : 0);
+    const shareTerm = s * n;
+    return shareTerm <= rem ? Math.floor((rem - shareTerm) / (n + 1)) : 0;
+  }
+
   /** Put (m, h, b) in flight from `sender` (a share unless sender is the owner). The caller has checked. */
   charge(sender: number, m: number, h: number, b: number): void {
     const rem = this.remaining;

@@ -86,6 +86,14 @@ export class PeerState {
   verdictFree = 0;
   /** A descriptor was published to this sleeping peer without waking it yet. */
   wakePending = false;
+  /** In the coordinator's list of deferred wake-ups. */
+  inWakeList = false;
+  /** Its bit in the doorbell's bell map (NO_BELL: polled every round). */
+  bell = 0;
+  /** In the coordinator's polled list (its OUT flag is down: it does not ring). */
+  polled = false;
+  /** Consecutive empty polls. */
+  idlePolls = 0;
   verdictDirty = false;
 
   // The private FIFO, by descriptor position & fifoMask. It starts small and doubles
