@@ -40,6 +40,7 @@ import { Message, type HandleId, type SliceOwner } from './message.js';
 import { type PeerTicket, checkTicket } from './ticket.js';
 import type { Limits } from './coordinator/ledger.js';
 
+const EMPTY_PAYLOAD = new Uint8Array(0);
 /** Receipts published together (see #consumed). */
 const TAIL_BATCH = 32;
 /** How long a synchronous request (createNode, releaseHandle) waits for the coordinator. */
@@ -292,6 +293,51 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   }
   #resumeBody = new Uint8Array(8);
 
+  /**
+   * One copy for large payloads: reserve a post() of `bytes` bytes to `to` in the OUT
+   * ring and return a view of its payload to fill in place; postReserved() then posts it
+   * (the coordinator's copy into the receiver's pool is the only copy). The view must
+   * not be used after postReserved() or cancelReserved(). While a reservation is open the
+   * ring cannot publish, so every other request fails with EBUSY (releases wait).
+   */
+  reserve(to: HandleId, bytes: number): Uint8Array {
+    if (this.#resAt >= 0) throw new BusError('EBUSY', 'reserve: a reserved message is still open; postReserved() or cancelReserved() it first');
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw invalid(`reserve: bytes must be a non-negative integer, got ${String(bytes)}`);
+    const reqId = this.#writeSend('reserve', to, EMPTY_PAYLOAD, undefined, SEND_FLAG_STREAM, true, bytes);
+    this.#resReq = reqId;
+    return this.#out.u8.subarray(this.#resAt, this.#resAt + bytes);
+  }
+
+  /** Post the message reserve() opened; returns its id, as post() does. */
+  postReserved(): number {
+    if (this.#resAt < 0) throw invalid('postReserved: no message is reserved');
+    this.#resAt = -1;
+    this.#lastPost = this.#resReq;
+    this.#postsInFlight = true;
+    if (this.#out.commit()) this.#kick();
+    this.#flushBacklog();
+    return this.#resReq;
+  }
+
+  /** Give up the message reserve() opened: it becomes a record the coordinator skips. */
+  cancelReserved(): void {
+    if (this.#resAt < 0) return;
+    // The record stays in the ring (others may follow it): no id, no flags, no destination,
+    // which the coordinator refuses without a verdict and without touching the post stream.
+    const w = this.#resRecord;
+    const i32 = this.#out.i32;
+    i32[w] = 0;
+    i32[w + 1] = 0;
+    i32[w + 2] = 0;
+    this.#resAt = -1;
+    if (this.#out.commit()) this.#kick();
+    this.#flushBacklog();
+  }
+  /** Payload offset in the OUT ring of the open reservation (-1: none), its record's word and its reqId. */
+  #resAt = -1;
+  #resRecord = 0;
+  #resReq = 0;
+
   #takeRejected(): PostReport {
     const rejected = this.#rejectedPosts;
     this.#rejectedPosts = [];
@@ -299,8 +345,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   }
 
   #writeSend(
-    what: string, to: HandleId | HandleId[], data: Uint8Array | string, handles: HandleId[] | undefined, flags: number,
-    block = false,
+    what: string, to: HandleId | HandleId[], data: Uint8Array | string, handles: HandleId[] | undefined,
+    flags: number, block = false, reserveBytes = -1,
   ): number {
     this.#assertOpen(what);
     let ndest: number;
@@ -332,6 +378,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (isString) plen = Buffer.byteLength(data, 'utf8');
     else if (data instanceof Uint8Array) plen = data.byteLength;
     else throw invalid(`${what}: data must be a Uint8Array or a string`);
+    if (reserveBytes >= 0) plen = reserveBytes; // reserve(): the caller fills the payload in place
     if (plen > this.#maxMessageBytes) {
       throw new BusError('EMSGSIZE', `${what}: message of ${plen} bytes is larger than the bus allows (${this.#maxMessageBytes})`);
     }
@@ -362,6 +409,11 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     else for (let i = 0; i < ndest; i++) i32[w++] = to[i];
     for (let i = 0; i < nh; i++) i32[w++] = handles![i];
     const p = at + idsBytes;
+    if (reserveBytes >= 0) {
+      this.#resAt = p;
+      this.#resRecord = at >> 2;
+      return reqId;
+    }
     if (isString) {
       if (plen > 0) buf.write(data as string, p, plen, 'utf8');
     } else if (plen <= 32) {
@@ -539,6 +591,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   /** Disconnect: nodes destroyed (holders told), handles released, queue dropped. Later calls: ESHUTDOWN. */
   async close(): Promise<void> {
+    if (this.isOpen) this.cancelReserved();
     this.#assertOpen('close');
     const reqId = this.#takeReq();
     this.#writeRecord(OP_CLOSE, new Uint8Array(new Int32Array([reqId, 0]).buffer));
@@ -558,6 +611,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   #assertOpen(what: string): void {
     if (!this.isOpen) throw shutdown(what);
+    if (this.#resAt >= 0) throw new BusError('EBUSY', `${what}: a reserved message is still open; postReserved() or cancelReserved() it first`);
   }
 
   #takeReq(): number {
@@ -587,7 +641,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   #writeRecordRaw(op: number, body: Uint8Array): void {
     this.#publishTail();
-    if (this.#backlog.length === 0) {
+    if (this.#backlog.length === 0 && this.#resAt < 0) {
       const at = this.#out.reserve(body.byteLength, op);
       if (at >= 0) {
         this.#out.u8.set(body, at);
@@ -603,6 +657,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #flushBacklog(): boolean {
     const q = this.#backlog;
     if (q.length === 0) return true;
+    if (this.#resAt >= 0) return false; // a commit now would publish the open reservation
     let n = 0;
     while (n < q.length) {
       const r = q[n];
