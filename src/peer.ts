@@ -41,6 +41,8 @@ import { type PeerTicket, checkTicket } from './ticket.js';
 import type { Limits } from './coordinator/ledger.js';
 
 const EMPTY_PAYLOAD = new Uint8Array(0);
+/** The body of OP_RESUME: no id, nothing else; shared, never written. */
+const RESUME_BODY = new Uint8Array(8);
 /** Receipts published together (see #consumed). */
 const TAIL_BATCH = 32;
 /** How long a synchronous request (createNode, releaseHandle) waits for the coordinator. */
@@ -287,11 +289,10 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     this.#settle();
     if (!this.#postsInFlight && this.#rejectedPosts.length === 0) return Promise.resolve(this.#takeRejected());
     if (!this.isOpen) return Promise.reject(shutdown('flush'));
-    this.#writeRecord(OP_RESUME, this.#resumeBody);
+    this.#writeRecord(OP_RESUME, RESUME_BODY);
     if (!this.#postsInFlight) return Promise.resolve(this.#takeRejected());
     return this.#expect(this.#lastPost, K_BARRIER, 'flush') as Promise<PostReport>;
   }
-  #resumeBody = new Uint8Array(8);
 
   /**
    * One copy for large payloads: reserve a post() of `bytes` bytes to `to` in the OUT
@@ -553,11 +554,13 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (n + 1 === RELEASE_BATCH) this.#flushReleases();
     else if (n === 0) queueMicrotask(this.#flushReleasesFn);
   }
-  #releases = new Int32Array(2 + RELEASE_BATCH);
-  #releasesU8 = new Uint8Array(this.#releases.buffer);
+  // The release batch and the small request body share one buffer (one allocation per peer).
+  #scratch = new Int32Array(2 + RELEASE_BATCH + 2);
+  #releases = this.#scratch.subarray(0, 2 + RELEASE_BATCH);
+  #releasesU8 = new Uint8Array(this.#scratch.buffer, 0, 4 * (2 + RELEASE_BATCH));
   #flushReleasesFn = () => this.#flushReleases();
-  #small = new Int32Array(2);
-  #smallU8 = new Uint8Array(this.#small.buffer);
+  #small = this.#scratch.subarray(2 + RELEASE_BATCH);
+  #smallU8 = new Uint8Array(this.#scratch.buffer, 4 * (2 + RELEASE_BATCH), 8);
 
   /**
    * Receipts (the descriptor tail) are published in batches too: the tail's cache line is

@@ -66,17 +66,19 @@ export class Ledger {
   /** The uid whose resources these are; its own sends are limited by remaining only. */
   readonly owner: number;
   readonly rule: QuotaRule;
-  readonly max = new Float64Array(RESOURCE_COUNT);
-  readonly remaining = new Float64Array(RESOURCE_COUNT);
+  // Five small arrays over one buffer: one allocation per ledger (an idle peer has two).
+  private readonly words = new Float64Array(5 * RESOURCE_COUNT);
+  readonly max = this.words.subarray(0, RESOURCE_COUNT);
+  readonly remaining = this.words.subarray(RESOURCE_COUNT, 2 * RESOURCE_COUNT);
   /** Everything charged and not yet received, the owner's own sends included. */
-  readonly inflight = new Float64Array(RESOURCE_COUNT);
+  readonly inflight = this.words.subarray(2 * RESOURCE_COUNT, 3 * RESOURCE_COUNT);
 
-  private readonly selfInflight = new Float64Array(RESOURCE_COUNT);
+  private readonly selfInflight = this.words.subarray(3 * RESOURCE_COUNT, 4 * RESOURCE_COUNT);
   private readonly shareBySender = new Map<number, Float64Array>();
   // One-entry cache of shareBySender: a burst of sends usually comes from one uid.
   private lastSender = -1;
   private lastShare: Float64Array | undefined = undefined;
-  private readonly sharersByResource = new Float64Array(RESOURCE_COUNT);
+  private readonly sharersByResource = this.words.subarray(4 * RESOURCE_COUNT, 5 * RESOURCE_COUNT);
   private sharersAny = 0;
 
   [CS_STAMP] = 0;
