@@ -15,13 +15,14 @@
  *   +-----------+----------------+---------------------+--------------------+-------------+
  *
  * One more buffer, the DOORBELL, is shared by the coordinator, the owner and every peer:
- *   byte   0: counter            bumped (and notified) by whoever wakes a sleeping coordinator
- *   byte  64: coordinator-sleeping  written only by the coordinator
+ *   byte   0: counter            bumped and notified by a peer that rings its bell, and by the owner
  *   byte 128: control-pending    set by the owner after posting a control request
  *   byte 256: bells              one bit per peer (its bell index, CTL_BELL): "my OUT ring
  *                                has new records and you told me you stopped polling it"
  * A hostile peer can only cause spurious wake-ups or polls through it: the coordinator
  * trusts no word of it, and only ever looks at a peer's own OUT ring because of a bit.
+ * A bit it clears (another peer's ring) is found by the coordinator's sweep, which looks
+ * at every unpolled ring each time it turns to its event loop (Coordinator.sweep).
  *
  * Ring header (shared/ring.ts), each word on its own 64-byte cache line so that producer
  * and consumer never write the same line:
@@ -75,7 +76,6 @@ export const CONTROL_BYTES = 256;
 
 // ---- Doorbell (Int32 indices) -------------------------------------------------------------
 export const BELL_COUNTER = 0;
-export const BELL_SLEEPING = 16;
 export const BELL_CONTROL = 32;
 export const BELL_MAP = 64;
 /** Peers that can have a bell of their own at once; later ones are polled every round. */

@@ -31,7 +31,7 @@ import {
   VERDICT_SLOTS, VERDICT_SLOT_BYTES, DESC_SLOT_BYTES, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE,
   KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT, RING_HEAD, RING_TAIL, RING_CONSUMER_SLEEPING,
-  RING_PRODUCER_SLEEPING, align8, CTL_BELL, BELL_COUNTER, BELL_SLEEPING, BELL_MAP,
+  RING_PRODUCER_SLEEPING, align8, CTL_BELL, BELL_COUNTER, BELL_MAP,
 } from '../shared/layout.js';
 import { ByteRingWriter, SlotRingReader, RING_EMPTY } from '../shared/ring.js';
 import { SPIN_LOADS, spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync } from '../shared/wait.js';
@@ -625,15 +625,14 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   /**
    * Called after publishing when the coordinator said it does not poll this OUT ring:
-   * ring this peer's bell, and wake the coordinator if it sleeps (shared/layout.ts, Doorbell).
+   * ring this peer's bell and the doorbell (shared/layout.ts, Doorbell). Always both: a
+   * "coordinator sleeps" word that peers trusted could be cleared by any one of them.
    */
   #kick(): void {
     const db = this.#doorbell;
     if (this.#bellWord >= 0) Atomics.or(db, this.#bellWord, this.#bellBit);
-    if (Atomics.load(db, BELL_SLEEPING) !== 0) {
-      Atomics.add(db, BELL_COUNTER, 1);
-      Atomics.notify(db, BELL_COUNTER, 1);
-    }
+    Atomics.add(db, BELL_COUNTER, 1);
+    Atomics.notify(db, BELL_COUNTER, 1);
   }
 
   /** Write (or queue behind the backlog) one small record; the body starts with its reqId. */

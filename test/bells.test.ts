@@ -3,8 +3,9 @@
  * idle peer is handed back to its bell after a few empty polls and costs nothing until
  * it publishes again. These tests check that nobody is forgotten on the way: peers that
  * went quiet (and a coordinator that went to sleep) are served when they speak again,
- * every one of hundreds of idle peers is served, and bells rung by someone else, for
- * peers that do not exist or have closed, change nothing but cost a poll.
+ * every one of hundreds of idle peers is served, bells rung by someone else, for peers
+ * that do not exist or have closed, change nothing but cost a poll, and bells cleared
+ * by someone else only delay their peer until the coordinator's next sweep.
  */
 
 import test from 'ava';
@@ -81,4 +82,30 @@ test('bells rung by a stranger, for every bell there could be, closed peers incl
   t.true(await a.isOpen());
   t.true(await b.isOpen());
   for (const { peer } of gone.slice(20)) t.true(peer.isOpen);
+});
+
+test('bells cleared by a stranger delay a peer but never strand it: the coordinator sweeps unpolled rings', async (t) => {
+  const tb = await TestBus.start(t);
+  const a = await tb.peer(1);
+  const b = await tb.peer(2);
+  const [, toB] = await tb.node(b, a);
+  const doorbell = new Int32Array(a.ticket.doorbell);
+  let clearing = true;
+  const clear = (async () => {
+    while (clearing) {
+      for (let w = 0; w < 64; w++) Atomics.store(doorbell, BELL_MAP + w, 0);
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  try {
+    // Pauses between messages let both peers go idle and be handed back to their bells.
+    for (let i = 0; i < 20; i++) {
+      await within(10_000, a.send(toB, `m${i}`), `send ${i}`);
+      t.is((await within(10_000, b.recv(), `message ${i}`)).text, `m${i}`);
+      await sleep(15);
+    }
+  } finally {
+    clearing = false;
+    await clear;
+  }
 });

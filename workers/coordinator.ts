@@ -19,8 +19,11 @@
  *         it directly, not through the event loop;
  *   cold  after that it sleeps through the event loop (Atomics.waitAsync), costing
  *         nothing at all while the bus is idle.
- * Before blocking it hands every idle peer back to its bell and raises BELL_SLEEPING
- * (Coordinator.beginSleep); only then does a peer pay for a notify. Every wait has a
+ * Before blocking it hands every idle peer back to its bell (Coordinator.beginSleep):
+ * only a peer whose ring is not polled pays for a notify. Each turn to the event loop
+ * also sweeps every unpolled ring once (Coordinator.sweep), so a bell cleared by a
+ * hostile peer delays its victim by one slice at most (one cold sleep, a second, when the
+ * bus is idle). Every wait has a
  * timeout, so a lost or forged doorbell costs latency, never a hang.
  */
 
@@ -131,7 +134,6 @@ function loop(): void {
     if (now - lastWork >= WARM_MS) return sleepCold();
     if (!coordinator.beginSleep()) continue;
     const r = Atomics.wait(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : BLOCK_SLICE_MS);
-    coordinator.endSleep();
     if (r === 'timed-out') return yieldToEvents();
     idleSince = -1;
   }
@@ -139,18 +141,16 @@ function loop(): void {
 
 function yieldToEvents(): void {
   Atomics.store(doorbell, BELL_CONTROL, 0);
+  coordinator.sweep();
   setImmediate(loop);
 }
 
 function sleepCold(): void {
+  coordinator.sweep();
   if (!coordinator.beginSleep()) return yieldToEvents();
   const w = Atomics.waitAsync(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : IDLE_SLEEP_MS);
-  if (!w.async) {
-    coordinator.endSleep();
-    return yieldToEvents();
-  }
+  if (!w.async) return yieldToEvents();
   void w.value.then((r) => {
-    coordinator.endSleep();
     // Woken by a peer: the bus is busy again, so the next waits are warm ones.
     if (r !== 'timed-out') lastWork = performance.now();
     loop();

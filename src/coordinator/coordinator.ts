@@ -26,7 +26,7 @@ import {
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
   INVALID_HANDLE, CTL_STATE, CTL_BELL, STATE_CLOSED, STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE,
   align8, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
-  DOORBELL_BYTES, BELL_COUNTER, BELL_SLEEPING, BELL_MAP, MAX_BELLS, NO_BELL,
+  DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL,
 } from '../../shared/layout.js';
 import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
 import { codeNumber, type BusErrorCode, BusError } from '../errors.js';
@@ -343,27 +343,31 @@ export class Coordinator {
   }
 
   /**
-   * Before the coordinator sleeps: hand every idle polled peer back to its bell, raise the
-   * doorbell's sleeping flag and read its counter (sleepSeen). False, with the flag
-   * down again, when there is work after all.
+   * Before the coordinator sleeps: hand every idle polled peer back to its bell and read
+   * the doorbell counter (sleepSeen: the wait is on it, so a bell rung after this wakes
+   * it). False when there is work after all.
    */
   beginSleep(): boolean {
     const active = this.active;
     for (let i = 0; i < active.length; i++) {
       if (active[i].open && this.release(active[i], i)) i--;
     }
-    const db = this.doorbellI32;
-    Atomics.store(db, BELL_SLEEPING, 1);
-    this.sleepSeen = Atomics.load(db, BELL_COUNTER);
-    if (this.hasWork()) {
-      Atomics.store(db, BELL_SLEEPING, 0);
-      return false;
-    }
-    return true;
+    this.sleepSeen = Atomics.load(this.doorbellI32, BELL_COUNTER);
+    return !this.hasWork();
   }
 
-  endSleep(): void {
-    Atomics.store(this.doorbellI32, BELL_SLEEPING, 0);
+  /**
+   * Poll every unpolled peer whose ring holds records: O(peers), so only called when the
+   * coordinator turns to its event loop (at most every LOOP_SLICE_MS of work or
+   * BLOCK_SLICE_MS of sleep). Bells are shared memory: a hostile peer can clear another
+   * peer's bit, and this bounds what that costs the victim to one such interval.
+   */
+  sweep(): void {
+    const peers = this.peers;
+    for (let i = 0; i < peers.length; i++) {
+      const p = peers[i];
+      if (p.open && !p.polled && p.out.hasData()) this.poll(p);
+    }
   }
 
   /**
