@@ -23,8 +23,8 @@
  * only a peer whose ring is not polled pays for a notify. Each turn to the event loop
  * also sweeps every unpolled ring once (Coordinator.sweep), so a bell cleared by a
  * hostile peer delays its victim by one slice at most (one cold sleep, a second, when the
- * bus is idle). Every wait has a
- * timeout, so a lost or forged doorbell costs latency, never a hang.
+ * bus is idle). Every wait has a timeout, so a lost or forged doorbell costs latency,
+ * never a hang.
  */
 
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';

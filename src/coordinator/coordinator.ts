@@ -253,11 +253,12 @@ export class Coordinator {
   // ---- bells: who gets polled ---------------------------------------------------------
   //
   // A peer's OUT "consumer sleeping" flag means "not polled: ring your bell". The peer, on
-  // publishing while it is up, sets its bit in the bell map, and bumps and notifies the
-  // doorbell counter if the coordinator sleeps (src/peer.ts #ring). Sequentially
-  // consistent atomics make the hand-over race-free: the coordinator raises the flag
-  // and then looks at the ring, the peer publishes and then looks at the flag, so one of
-  // them sees the other.
+  // publishing while it is up, sets its bit in the bell map and bumps and notifies the
+  // doorbell counter (src/peer.ts #kick). Sequentially consistent atomics make the
+  // hand-over race-free: the coordinator raises the flag and then looks at the ring, the
+  // peer publishes and then looks at the flag, so one of them sees the other. Bells are
+  // shared memory, so nothing here trusts them: a wrong bit costs an empty poll, a
+  // cleared one is caught by sweep().
 
   private assignBell(peer: PeerState): void {
     const bell = this.freeBells.length > 0 ? this.freeBells.pop()! : this.bells.length < MAX_BELLS ? this.bells.length : NO_BELL;
