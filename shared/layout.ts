@@ -14,9 +14,15 @@
  *   | 256 B     | header 256 B   | VERDICT_SLOTS x 64B | header 256 B       | slots x 32B |
  *   +-----------+----------------+---------------------+--------------------+-------------+
  *
- * One more buffer, the DOORBELL, is shared by the coordinator and every peer. It holds a
- * single counter that a peer bumps (and notifies) when the coordinator has said it sleeps.
- * A hostile peer can only cause spurious wake-ups through it; it holds no state.
+ * One more buffer, the DOORBELL, is shared by the coordinator, the owner and every peer:
+ *   byte   0: counter            bumped and notified by a peer that rings its bell, and by the owner
+ *   byte 128: control-pending    set by the owner after posting a control request
+ *   byte 256: bells              one bit per peer (its bell index, CTL_BELL): "my OUT ring
+ *                                has new records and you told me you stopped polling it"
+ * A hostile peer can only cause spurious wake-ups or polls through it: the coordinator
+ * trusts no word of it, and only ever looks at a peer's own OUT ring because of a bit.
+ * A bit it clears (another peer's ring) is found by the coordinator's sweep, which looks
+ * at every unpolled ring each time it turns to its event loop (Coordinator.sweep).
  *
  * Ring header (shared/ring.ts), each word on its own 64-byte cache line so that producer
  * and consumer never write the same line:
@@ -65,7 +71,18 @@ export const CTL_OPENED = 1;         // 0 until Peer.open() claims the ticket (C
 export const CTL_REASON = 2;         // why the coordinator disconnected the peer (DisconnectReason)
 export const CTL_ACKED = 16;         // last processed reqId (u32), byte 64; the peer waits on it
 export const CTL_ACK_WAITING = 32;   // the peer sleeps on CTL_ACKED, byte 128
+export const CTL_BELL = 3;           // the peer's bit in the doorbell's bell map, written by the coordinator at creation
 export const CONTROL_BYTES = 256;
+
+// ---- Doorbell (Int32 indices) -------------------------------------------------------------
+export const BELL_COUNTER = 0;
+export const BELL_CONTROL = 32;
+export const BELL_MAP = 64;
+/** Peers that can have a bell of their own at once; later ones are polled every round. */
+export const MAX_BELLS = 1 << 16;
+export const DOORBELL_BYTES = 4 * BELL_MAP + MAX_BELLS / 8;
+/** CTL_BELL of a peer without a bell (it is always polled and never rings). */
+export const NO_BELL = -1;
 
 export const STATE_OPEN = 0;
 export const STATE_CLOSED = 1;        // the peer closed itself

@@ -15,7 +15,7 @@ import type { ControlReply, ControlRequest, PeerMemory } from './control.js';
 import type { HandleId } from './message.js';
 import type { Limits } from './coordinator/ledger.js';
 import { DEFAULT_USER_LIMITS } from './coordinator/users.js';
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../shared/layout.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, BELL_CONTROL, BELL_COUNTER } from '../shared/layout.js';
 import { PeerRegistry } from './peer-registry.js';
 
 export interface BusOptions {
@@ -84,6 +84,8 @@ export class Bus {
   #closed = false;
   #dead: BusError | null = null;
   #exited: Promise<void>;
+  /** The coordinator's doorbell: rung after each control request, so that a blocked coordinator turns to it. */
+  #doorbell: Int32Array | null = null;
 
   private constructor(worker: Worker) {
     this.#worker = worker;
@@ -137,7 +139,13 @@ export class Bus {
     });
     const bus = new Bus(worker);
     await new Promise<void>((resolve, reject) => {
-      bus.#pending.set(0, { resolve: () => resolve(), reject });
+      bus.#pending.set(0, {
+        resolve: (v) => {
+          bus.#doorbell = new Int32Array((v as { doorbell: SharedArrayBuffer }).doorbell);
+          resolve();
+        },
+        reject,
+      });
     });
     return bus;
   }
@@ -150,6 +158,10 @@ export class Bus {
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.#worker.postMessage({ ...req, id });
+      const db = this.#doorbell!;
+      Atomics.store(db, BELL_CONTROL, 1);
+      Atomics.add(db, BELL_COUNTER, 1);
+      Atomics.notify(db, BELL_COUNTER);
     });
   }
 

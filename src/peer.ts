@@ -31,7 +31,7 @@ import {
   VERDICT_SLOTS, VERDICT_SLOT_BYTES, DESC_SLOT_BYTES, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE,
   KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT, RING_HEAD, RING_TAIL, RING_CONSUMER_SLEEPING,
-  RING_PRODUCER_SLEEPING, align8,
+  RING_PRODUCER_SLEEPING, align8, CTL_BELL, BELL_COUNTER, BELL_MAP,
 } from '../shared/layout.js';
 import { ByteRingWriter, SlotRingReader, RING_EMPTY } from '../shared/ring.js';
 import { SPIN_LOADS, spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync } from '../shared/wait.js';
@@ -40,6 +40,9 @@ import { Message, type HandleId, type SliceOwner } from './message.js';
 import { type PeerTicket, checkTicket } from './ticket.js';
 import type { Limits } from './coordinator/ledger.js';
 
+const EMPTY_PAYLOAD = new Uint8Array(0);
+/** The body of OP_RESUME: no id, nothing else; shared, never written. */
+const RESUME_BODY = new Uint8Array(8);
 /** Receipts published together (see #consumed). */
 const TAIL_BATCH = 32;
 /** How long a synchronous request (createNode, releaseHandle) waits for the coordinator. */
@@ -128,6 +131,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #inSab: SharedArrayBuffer;
   #inI32: Int32Array;
   #doorbell: Int32Array;
+  /** Word and bit of this peer's bell in the doorbell's bell map (word < 0: none). */
+  #bellWord: number;
+  #bellBit: number;
   #port: MessagePort | null;
   #maxMessageBytes: number;
   #closed = false;
@@ -162,6 +168,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     this.#inSab = m.inSab;
     this.#inI32 = new Int32Array(m.inSab, 0, m.inSab.byteLength >> 2);
     this.#doorbell = new Int32Array(m.doorbell);
+    const bell = Atomics.load(this.#ctl, CTL_BELL);
+    this.#bellWord = bell >= 0 ? BELL_MAP + (bell >> 5) : -1;
+    this.#bellBit = bell >= 0 ? 1 << (bell & 31) : 0;
     this.#maxMessageBytes = m.maxMessageBytes;
     this.#port = m.port ?? null;
     if (this.#port !== null) {
@@ -291,11 +300,55 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     // Refusals from before a shutdown are still reported; after that, like every call, ESHUTDOWN.
     if (!this.#postsInFlight && this.#rejectedPosts.length === 0 && this.isOpen) return Promise.resolve(this.#takeRejected());
     if (!this.isOpen) return this.#rejectedPosts.length > 0 ? Promise.resolve(this.#takeRejected()) : Promise.reject(shutdown('flush'));
-    this.#writeRecord(OP_RESUME, this.#resumeBody);
+    this.#writeRecord(OP_RESUME, RESUME_BODY);
     if (!this.#postsInFlight) return Promise.resolve(this.#takeRejected());
     return this.#expect(this.#lastPost, K_BARRIER, 'flush') as Promise<PostReport>;
   }
-  #resumeBody = new Uint8Array(8);
+
+  /**
+   * One copy for large payloads: reserve a post() of `bytes` bytes to `to` in the OUT
+   * ring and return a view of its payload to fill in place; postReserved() then posts it
+   * (the coordinator's copy into the receiver's pool is the only copy). The view must
+   * not be used after postReserved() or cancelReserved(). While a reservation is open the
+   * ring cannot publish, so every other request fails with EBUSY (releases wait).
+   */
+  reserve(to: HandleId, bytes: number): Uint8Array {
+    if (this.#resAt >= 0) throw new BusError('EBUSY', 'reserve: a reserved message is still open; postReserved() or cancelReserved() it first');
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw invalid(`reserve: bytes must be a non-negative integer, got ${String(bytes)}`);
+    const reqId = this.#writeSend('reserve', to, EMPTY_PAYLOAD, undefined, SEND_FLAG_STREAM, true, bytes);
+    this.#resReq = reqId;
+    return this.#out.u8.subarray(this.#resAt, this.#resAt + bytes);
+  }
+
+  /** Post the message reserve() opened; returns its id, as post() does. */
+  postReserved(): number {
+    if (this.#resAt < 0) throw invalid('postReserved: no message is reserved');
+    this.#resAt = -1;
+    this.#lastPost = this.#resReq;
+    this.#postsInFlight = true;
+    if (this.#out.commit()) this.#kick();
+    this.#flushBacklog();
+    return this.#resReq;
+  }
+
+  /** Give up the message reserve() opened: it becomes a record the coordinator skips. */
+  cancelReserved(): void {
+    if (this.#resAt < 0) return;
+    // The record stays in the ring (others may follow it): no id, no flags, no destination,
+    // which the coordinator refuses without a verdict and without touching the post stream.
+    const w = this.#resRecord;
+    const i32 = this.#out.i32;
+    i32[w] = 0;
+    i32[w + 1] = 0;
+    i32[w + 2] = 0;
+    this.#resAt = -1;
+    if (this.#out.commit()) this.#kick();
+    this.#flushBacklog();
+  }
+  /** Payload offset in the OUT ring of the open reservation (-1: none), its record's word and its reqId. */
+  #resAt = -1;
+  #resRecord = 0;
+  #resReq = 0;
 
   #takeRejected(): PostReport {
     const rejected = this.#rejectedPosts;
@@ -304,8 +357,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   }
 
   #writeSend(
-    what: string, to: HandleId | HandleId[], data: Uint8Array | string, handles: HandleId[] | undefined, flags: number,
-    block = false,
+    what: string, to: HandleId | HandleId[], data: Uint8Array | string, handles: HandleId[] | undefined,
+    flags: number, block = false, reserveBytes = -1,
   ): number {
     this.#assertOpen(what);
     let ndest: number;
@@ -337,6 +390,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (isString) plen = Buffer.byteLength(data, 'utf8');
     else if (data instanceof Uint8Array) plen = data.byteLength;
     else throw invalid(`${what}: data must be a Uint8Array or a string`);
+    if (reserveBytes >= 0) plen = reserveBytes; // reserve(): the caller fills the payload in place
     if (plen > this.#maxMessageBytes) {
       throw new BusError('EMSGSIZE', `${what}: message of ${plen} bytes is larger than the bus allows (${this.#maxMessageBytes})`);
     }
@@ -367,6 +421,11 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     else for (let i = 0; i < ndest; i++) i32[w++] = to[i];
     for (let i = 0; i < nh; i++) i32[w++] = handles![i];
     const p = at + idsBytes;
+    if (reserveBytes >= 0) {
+      this.#resAt = p;
+      this.#resRecord = at >> 2;
+      return reqId;
+    }
     if (isString) {
       if (plen > 0) buf.write(data as string, p, plen, 'utf8');
     } else if (plen <= 32) {
@@ -512,11 +571,13 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (n + 1 === RELEASE_BATCH) this.#flushReleases();
     else if (n === 0) queueMicrotask(this.#flushReleasesFn);
   }
-  #releases = new Int32Array(2 + RELEASE_BATCH);
-  #releasesU8 = new Uint8Array(this.#releases.buffer);
+  // The release batch and the small request body share one buffer (one allocation per peer).
+  #scratch = new Int32Array(2 + RELEASE_BATCH + 2);
+  #releases = this.#scratch.subarray(0, 2 + RELEASE_BATCH);
+  #releasesU8 = new Uint8Array(this.#scratch.buffer, 0, 4 * (2 + RELEASE_BATCH));
   #flushReleasesFn = () => this.#flushReleases();
-  #small = new Int32Array(2);
-  #smallU8 = new Uint8Array(this.#small.buffer);
+  #small = this.#scratch.subarray(2 + RELEASE_BATCH);
+  #smallU8 = new Uint8Array(this.#scratch.buffer, 4 * (2 + RELEASE_BATCH), 8);
 
   /**
    * Receipts (the descriptor tail) are published in batches too: the tail's cache line is
@@ -550,6 +611,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   /** Disconnect: nodes destroyed (holders told), handles released, queue dropped. Later calls: ESHUTDOWN. */
   async close(): Promise<void> {
+    if (this.isOpen) this.cancelReserved();
     this.#assertOpen('close');
     const reqId = this.#takeReq();
     this.#writeRecord(OP_CLOSE, new Uint8Array(new Int32Array([reqId, 0]).buffer));
@@ -569,6 +631,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   #assertOpen(what: string): void {
     if (!this.isOpen) throw shutdown(what);
+    if (this.#resAt >= 0) throw new BusError('EBUSY', `${what}: a reserved message is still open; postReserved() or cancelReserved() it first`);
   }
 
   #takeReq(): number {
@@ -577,9 +640,16 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     return id;
   }
 
+  /**
+   * Called after publishing when the coordinator said it does not poll this OUT ring:
+   * ring this peer's bell and the doorbell (shared/layout.ts, Doorbell). Always both: a
+   * "coordinator sleeps" word that peers trusted could be cleared by any one of them.
+   */
   #kick(): void {
-    Atomics.add(this.#doorbell, 0, 1);
-    Atomics.notify(this.#doorbell, 0, 1);
+    const db = this.#doorbell;
+    if (this.#bellWord >= 0) Atomics.or(db, this.#bellWord, this.#bellBit);
+    Atomics.add(db, BELL_COUNTER, 1);
+    Atomics.notify(db, BELL_COUNTER, 1);
   }
 
   /** Write (or queue behind the backlog) one small record; the body starts with its reqId. */
@@ -590,7 +660,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   #writeRecordRaw(op: number, body: Uint8Array): void {
     this.#publishTail();
-    if (this.#backlog.length === 0) {
+    if (this.#backlog.length === 0 && this.#resAt < 0) {
       const at = this.#out.reserve(body.byteLength, op);
       if (at >= 0) {
         this.#out.u8.set(body, at);
@@ -606,6 +676,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #flushBacklog(): boolean {
     const q = this.#backlog;
     if (q.length === 0) return true;
+    if (this.#resAt >= 0) return false; // a commit now would publish the open reservation
     let n = 0;
     while (n < q.length) {
       const r = q[n];

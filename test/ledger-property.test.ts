@@ -440,3 +440,36 @@ test('constructor rejects limits that are not safe counts and unknown rules', (t
   t.throws(() => new Ledger(OWNER, { ...LIMITS, handles: 2 ** 53 }, 'half'), { instanceOf: RangeError });
   t.throws(() => new Ledger(OWNER, LIMITS, 'fair' as QuotaRule), { instanceOf: RangeError });
 });
+
+testProp(
+  'headroom() is the largest amount check() allows, and a run charged as one passes exactly when each send would',
+  [
+    fc.constantFrom<QuotaRule>('half', 'polynomial'),
+    fc.integer({ min: 0, max: 1 << 20 }),
+    fc.array(fc.tuple(fc.constantFrom(1, 2, 3), fc.integer({ min: 1, max: 5000 })), { maxLength: 6 }),
+    fc.constantFrom(0, 1, 2),
+    fc.array(fc.integer({ min: 0, max: 3000 }), { minLength: 1, maxLength: 12 }),
+  ],
+  (t, rule, limit, earlier, sender, run) => {
+    const make = (): Ledger => {
+      const l = new Ledger(0, { messages: limit, handles: limit, bytes: limit }, rule);
+      for (const [uid, b] of earlier) if (l.check(uid, 0, 0, b) === ALLOWED) l.charge(uid, 0, 0, b);
+      return l;
+    };
+    const ledger = make();
+    const room = ledger.headroom(sender, BYTES);
+    t.not(ledger.check(sender, 0, 0, room), BYTES);
+    t.is(ledger.check(sender, 0, 0, room + 1), BYTES);
+    // One by one, each checked before it is charged, against the sum checked once.
+    const oneByOne = make();
+    let passed = 0;
+    for (const b of run) {
+      if (oneByOne.check(sender, 0, 0, b) !== ALLOWED) break;
+      oneByOne.charge(sender, 0, 0, b);
+      passed++;
+    }
+    const sum = run.reduce((a, b) => a + b, 0);
+    t.is(passed === run.length, sum <= room);
+  },
+  { numRuns: RUNS },
+);

@@ -3,29 +3,44 @@
  * and publishes (the /dev/bus1 of threadbus). Started by Bus.start().
  *
  * Two kinds of input reach it:
- *   - the data path: every peer's OUT ring, polled by the loop below;
+ *   - the data path: the OUT rings of the peers whose bell rang (Coordinator.runOnce);
  *   - control: the owner's requests over parentPort, and each peer's MessagePort, whose
  *     'close' event says that the peer's thread is gone (exit, terminate, crash).
  * Control needs the event loop, so the loop never runs longer than LOOP_SLICE_MS before
- * yielding with setImmediate.
+ * yielding with setImmediate. The owner sets BELL_CONTROL and rings the doorbell after
+ * posting a request, so a blocked coordinator goes to its event loop at once.
  *
- * Sleeping: after IDLE_SPIN_MS with nothing to do, the loop raises the "consumer
- * sleeping" flag in every peer's OUT ring, checks once more, and waits on the doorbell
- * with Atomics.waitAsync. A peer that publishes while the flag is up bumps the doorbell
- * and notifies; otherwise peers never pay for a wake-up. The wait has a timeout, so a
- * lost or forged doorbell costs latency, never a hang.
+ * Waiting, in three stages (docs/architecture.md, Waiting):
+ *   hot   for IDLE_SPIN_MS with nothing to do it keeps polling: an answer that comes
+ *         within that time costs no wake-up on either side;
+ *   warm  then, while the bus was busy within WARM_MS, it blocks in Atomics.wait on the
+ *         doorbell for at most BLOCK_SLICE_MS at a time, returning to its event loop
+ *         between slices (death notices wait at most that long); a peer's wake reaches
+ *         it directly, not through the event loop;
+ *   cold  after that it sleeps through the event loop (Atomics.waitAsync), costing
+ *         nothing at all while the bus is idle.
+ * Before blocking it hands every idle peer back to its bell (Coordinator.beginSleep):
+ * only a peer whose ring is not polled pays for a notify. Each turn to the event loop
+ * also sweeps every unpolled ring once (Coordinator.sweep), so a bell cleared by a
+ * hostile peer delays its victim by one slice at most (one cold sleep, a second, when the
+ * bus is idle). Every wait has a timeout, so a lost or forged doorbell costs latency,
+ * never a hang.
  */
 
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Coordinator, type CoordinatorConfig } from '../src/coordinator/coordinator.js';
-import { STATE_DISCONNECTED, REASON_THREAD_EXIT } from '../shared/layout.js';
+import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL } from '../shared/layout.js';
 import { BusError } from '../src/errors.js';
 import type { ControlRequest, ControlReply } from '../src/control.js';
 
 /** Longest stretch of ring processing before control messages get a turn. */
 const LOOP_SLICE_MS = 2;
-/** How long to keep polling an idle bus before sleeping. */
+/** How long to keep polling an idle bus before blocking (the hot stage). */
 const IDLE_SPIN_MS = 0.05;
+/** Longest single blocking wait in the warm stage. */
+const BLOCK_SLICE_MS = 5;
+/** How long after the last work the coordinator blocks in Atomics.wait rather than the event loop. */
+const WARM_MS = 200;
 /** Sleep bound while a peer is stalled or has descriptors held back (it may read at any time). */
 const POLL_MS = 1;
 const IDLE_SLEEP_MS = 1000;
@@ -41,10 +56,10 @@ function reply(msg: ControlReply, transfer?: MessagePort[]): void {
   port.postMessage(msg, transfer ?? []);
 }
 
-/** Wake the loop if it sleeps, so that new peers get their flags and new work is seen. */
+/** Wake the loop if it sleeps, so that new work is seen. */
 function kick(): void {
-  Atomics.add(doorbell, 0, 1);
-  Atomics.notify(doorbell, 0);
+  Atomics.add(doorbell, BELL_COUNTER, 1);
+  Atomics.notify(doorbell, BELL_COUNTER);
 }
 
 port.on('message', (req: ControlRequest) => {
@@ -98,50 +113,54 @@ port.on('message', (req: ControlRequest) => {
   }
 });
 
+/** When the data path last had work (performance.now()), and whether it had any since. */
+let lastWork = 0;
+let hadWork = false;
+
 function loop(): void {
   if (stopped) return;
-  const start = performance.now();
+  const sliceEnd = performance.now() + LOOP_SLICE_MS;
   let idleSince = -1;
-  for (let round = 0; ; round++) {
-    const n = coordinator.runOnce();
-    if (n > 0) {
+  for (let round = 1; ; round++) {
+    if (coordinator.runOnce() > 0) {
       idleSince = -1;
-      if ((round & 63) === 0 && performance.now() - start > LOOP_SLICE_MS) {
-        setImmediate(loop);
-        return;
-      }
+      hadWork = true;
+      if ((round & 63) === 0 && performance.now() > sliceEnd) return yieldToEvents();
       continue;
     }
     const now = performance.now();
-    if (idleSince < 0) idleSince = now;
-    if (now - idleSince >= IDLE_SPIN_MS) break;
-    if (now - start > LOOP_SLICE_MS) {
-      setImmediate(loop);
-      return;
+    if (idleSince < 0) {
+      idleSince = now;
+      if (hadWork) lastWork = now;
+      hadWork = false;
     }
+    if (now > sliceEnd || Atomics.load(doorbell, BELL_CONTROL) !== 0) return yieldToEvents();
+    if (now - idleSince < IDLE_SPIN_MS) continue;
+    if (now - lastWork >= WARM_MS) return sleepCold();
+    if (!coordinator.beginSleep()) continue;
+    const r = Atomics.wait(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : BLOCK_SLICE_MS);
+    if (r === 'timed-out') return yieldToEvents();
+    idleSince = -1;
   }
-  sleep();
 }
 
-function sleep(): void {
-  coordinator.setSleeping(true);
-  const seen = Atomics.load(doorbell, 0);
-  if (coordinator.hasWork()) {
-    coordinator.setSleeping(false);
-    setImmediate(loop);
-    return;
-  }
-  const w = Atomics.waitAsync(doorbell, 0, seen, coordinator.needsPolling() ? POLL_MS : IDLE_SLEEP_MS);
-  if (!w.async) {
-    coordinator.setSleeping(false);
-    setImmediate(loop);
-    return;
-  }
-  void w.value.then(() => {
-    coordinator.setSleeping(false);
+function yieldToEvents(): void {
+  Atomics.store(doorbell, BELL_CONTROL, 0);
+  coordinator.sweep();
+  setImmediate(loop);
+}
+
+function sleepCold(): void {
+  coordinator.sweep();
+  if (!coordinator.beginSleep()) return yieldToEvents();
+  const w = Atomics.waitAsync(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : IDLE_SLEEP_MS);
+  if (!w.async) return yieldToEvents();
+  void w.value.then((r) => {
+    // Woken by a peer: the bus is busy again, so the next waits are warm ones.
+    if (r !== 'timed-out') lastWork = performance.now();
     loop();
   });
 }
 
-reply({ id: 0, ok: true, value: 'ready' });
+reply({ id: 0, ok: true, value: { doorbell: coordinator.doorbell } });
 loop();

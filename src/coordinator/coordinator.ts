@@ -24,12 +24,13 @@ import {
   SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE,
   KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
-  INVALID_HANDLE, CTL_STATE, STATE_CLOSED, STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE,
+  INVALID_HANDLE, CTL_STATE, CTL_BELL, STATE_CLOSED, STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE,
   align8, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
+  DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL,
 } from '../../shared/layout.js';
 import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
 import { codeNumber, type BusErrorCode, BusError } from '../errors.js';
-import { ChargeSet, Ledger, HANDLES, ALLOWED, type Limits } from './ledger.js';
+import { ChargeSet, Ledger, MESSAGES, HANDLES, BYTES, type Limits } from './ledger.js';
 import type { QuotaRule } from './quota.js';
 import { Pool, SLOT_RECEIVED, SLOT_QUEUED, MAX_SLOTS_PER_CLASS } from './pool.js';
 import { BusNode, Handle } from './nodes.js';
@@ -63,6 +64,8 @@ const MAX_IN_BYTES = 2 ** 31 - 1;
 
 /** Records processed from one peer before moving to the next, for fairness. */
 export const BATCH_RECORDS = 256;
+/** Empty polls of a peer's OUT ring before it is handed back to its bell. */
+const IDLE_POLLS = 4;
 /** A peer whose held-back descriptors exceed this many times its ring is cut off. */
 const OVERFLOW_FACTOR = 4;
 
@@ -79,9 +82,22 @@ const E_STALE = codeNumber('ESTALE');
 const enum Dispatch { Done, Retry, Violation }
 
 export class Coordinator {
-  readonly doorbell = new SharedArrayBuffer(64);
+  readonly doorbell = new SharedArrayBuffer(DOORBELL_BYTES);
   readonly doorbellI32 = new Int32Array(this.doorbell);
   readonly peers: PeerState[] = [];
+  /**
+   * The peers polled each round: those whose bell rang, until their OUT ring has been
+   * empty for IDLE_POLLS rounds, plus any with held-back descriptors, a stalled verdict
+   * ring, or no bell. Everyone else costs nothing until its bell rings.
+   */
+  private readonly active: PeerState[] = [];
+  /** Peers by bell index; freed bells are reused (a stale bit costs one empty poll). */
+  private readonly bells: Array<PeerState | undefined> = [];
+  private readonly freeBells: number[] = [];
+  /** Peers with a deferred wake-up (publish() found them asleep with few descriptors). */
+  private readonly wakes: PeerState[] = [];
+  /** The doorbell counter seen before the last beginSleep() check; the wait is on it. */
+  sleepSeen = 0;
   private readonly byId = new Map<number, PeerState>();
   private readonly users: Users;
   private readonly config: CoordinatorConfig;
@@ -99,6 +115,16 @@ export class Coordinator {
   private readonly txAccepted: boolean[] = [];
   private readonly dirty: PeerState[] = [];
   private readonly condemned: PeerState[] = [];
+  // The open run of unicast sends (sendUnicast): one sending uid to one receiving peer,
+  // checked against the receiver's headroom and charged as one at flushRun(). Flushed
+  // before anything else may look at or change those ledgers: any other request, a sync
+  // of the receiver's receipts, the end of the sender's batch, a disconnect.
+  private runTarget: PeerState | null = null;
+  private runUid = 0;
+  private runM = 0;
+  private runB = 0;
+  private runHeadM = 0;
+  private runHeadB = 0;
   // The error of the request being processed.
   private errCode = 0;
   private errDetail = 0;
@@ -145,6 +171,7 @@ export class Coordinator {
     this.peers.push(peer);
     this.byId.set(peer.id, peer);
     user.peers.add(peer);
+    this.assignBell(peer);
     return {
       created: {
         peerId: peer.id, uid, outSab, inSab, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
@@ -204,54 +231,165 @@ export class Coordinator {
 
   // ---- the loop body ------------------------------------------------------------------
 
-  /** Process requests from every peer once. Returns the number of records handled. */
+  /** Process requests from every peer whose bell rang or that is still being polled. Returns the records handled. */
   runOnce(): number {
+    this.collectBells();
     let progress = 0;
-    const peers = this.peers;
-    for (let i = 0; i < peers.length; i++) {
-      const peer = peers[i];
+    const active = this.active;
+    for (let i = 0; i < active.length; i++) {
+      const peer = active[i];
       if (!peer.open) continue;
-      if (peer.overflow.length > 0) progress += this.flushOverflow(peer);
-      progress += this.processPeer(peer);
+      let n = 0;
+      if (peer.overflow.length > 0) n += this.flushOverflow(peer);
+      n += this.processPeer(peer);
+      progress += n;
+      if (n === 0 && ++peer.idlePolls >= IDLE_POLLS && this.release(peer, i)) i--;
     }
     this.flushCondemned();
     this.deliverWakes();
     return progress;
   }
 
+  // ---- bells: who gets polled ---------------------------------------------------------
+  //
+  // A peer's OUT "consumer sleeping" flag means "not polled: ring your bell". The peer, on
+  // publishing while it is up, sets its bit in the bell map and bumps and notifies the
+  // doorbell counter (src/peer.ts #kick). Sequentially consistent atomics make the
+  // hand-over race-free: the coordinator raises the flag and then looks at the ring, the
+  // peer publishes and then looks at the flag, so one of them sees the other. Bells are
+  // shared memory, so nothing here trusts them: a wrong bit costs an empty poll, a
+  // cleared one is caught by sweep().
+
+  private assignBell(peer: PeerState): void {
+    const bell = this.freeBells.length > 0 ? this.freeBells.pop()! : this.bells.length < MAX_BELLS ? this.bells.length : NO_BELL;
+    peer.bell = bell;
+    Atomics.store(peer.ctl, CTL_BELL, bell);
+    if (bell === NO_BELL) {
+      // Polled every round; its flag stays up so that it still wakes a sleeping coordinator.
+      peer.polled = true;
+      this.active.push(peer);
+    } else {
+      this.bells[bell] = peer;
+    }
+    peer.out.setConsumerSleeping(true);
+  }
+
+  /** Take every rung bell and poll those peers from now on. */
+  private collectBells(): void {
+    const db = this.doorbellI32;
+    const words = (this.bells.length + 31) >> 5;
+    for (let w = 0; w < words; w++) {
+      if (Atomics.load(db, BELL_MAP + w) === 0) continue;
+      let bits = Atomics.exchange(db, BELL_MAP + w, 0);
+      while (bits !== 0) {
+        const b = 31 - Math.clz32(bits);
+        bits &= ~(1 << b);
+        const peer = this.bells[(w << 5) + b];
+        if (peer === undefined || !peer.open) continue;
+        this.poll(peer);
+      }
+    }
+  }
+
+  private poll(peer: PeerState): void {
+    peer.idlePolls = 0;
+    if (peer.polled) return;
+    peer.polled = true;
+    peer.out.setConsumerSleeping(false);
+    this.active.push(peer);
+  }
+
   /**
-   * Wake the sleeping receivers publish() did not wake at once. A round over all peers is
-   * the batch: waiting longer (say, for the coordinator to go idle) would starve
-   * receivers of a bus that is never idle.
+   * Stop polling the idle peer at active[i] (its bell will ring). False when it must stay:
+   * it has no bell, or it is stalled or holds back descriptors, or it published meanwhile.
    */
-  private deliverWakes(): void {
-    const peers = this.peers;
-    for (let i = 0; i < peers.length; i++) {
-      const p = peers[i];
-      if (p.wakePending) p.wakeIfPending();
+  private release(peer: PeerState, i: number): boolean {
+    if (this.active[i] !== peer || peer.bell === NO_BELL || peer.stalled || peer.overflow.length > 0) return false;
+    peer.out.setConsumerSleeping(true);
+    if (peer.out.hasData()) {
+      peer.out.setConsumerSleeping(false);
+      peer.idlePolls = 0;
+      return false;
+    }
+    peer.polled = false;
+    const last = this.active.pop()!;
+    if (last !== peer) this.active[i] = last;
+    return true;
+  }
+
+  private dropBell(peer: PeerState): void {
+    if (peer.polled) {
+      const at = this.active.indexOf(peer);
+      if (at >= 0) this.active.splice(at, 1);
+      peer.polled = false;
+    }
+    if (peer.bell !== NO_BELL) {
+      this.bells[peer.bell] = undefined;
+      this.freeBells.push(peer.bell);
     }
   }
 
   /**
-   * True when some peer has requests that can be processed now. A peer stalled on its
-   * own unread verdicts, or with descriptors held back, is not work: it is polled at
-   * POLL_MS (needsPolling) so that a peer that stops reading cannot keep this thread spinning.
+   * Wake the sleeping receivers publish() did not wake at once. A round is the batch:
+   * waiting longer (say, for the coordinator to go idle) would starve receivers of a bus
+   * that is never idle.
+   */
+  private deliverWakes(): void {
+    const w = this.wakes;
+    for (let i = 0; i < w.length; i++) {
+      w[i].inWakeList = false;
+      w[i].wakeIfPending();
+    }
+    w.length = 0;
+  }
+
+  /**
+   * Before the coordinator sleeps: hand every idle polled peer back to its bell and read
+   * the doorbell counter (sleepSeen: the wait is on it, so a bell rung after this wakes
+   * it). False when there is work after all.
+   */
+  beginSleep(): boolean {
+    const active = this.active;
+    for (let i = 0; i < active.length; i++) {
+      if (active[i].open && this.release(active[i], i)) i--;
+    }
+    this.sleepSeen = Atomics.load(this.doorbellI32, BELL_COUNTER);
+    return !this.hasWork();
+  }
+
+  /**
+   * Poll every unpolled peer whose ring holds records: O(peers), so only called when the
+   * coordinator turns to its event loop (at most every LOOP_SLICE_MS of work or
+   * BLOCK_SLICE_MS of sleep). Bells are shared memory: a hostile peer can clear another
+   * peer's bit, and this bounds what that costs the victim to one such interval.
+   */
+  sweep(): void {
+    const peers = this.peers;
+    for (let i = 0; i < peers.length; i++) {
+      const p = peers[i];
+      if (p.open && !p.polled && p.out.hasData()) this.poll(p);
+    }
+  }
+
+  /**
+   * True when some request can be processed now: a bell rang, or a polled peer has
+   * records. A peer stalled on its own unread verdicts, or with descriptors held back, is
+   * not work: it is polled at POLL_MS (needsPolling) so that a peer that stops reading
+   * cannot keep this thread spinning.
    */
   hasWork(): boolean {
-    for (const peer of this.peers) {
+    for (const peer of this.active) {
       if (peer.open && !peer.stalled && peer.out.hasData()) return true;
     }
+    const db = this.doorbellI32;
+    const words = (this.bells.length + 31) >> 5;
+    for (let w = 0; w < words; w++) if (Atomics.load(db, BELL_MAP + w) !== 0) return true;
     return false;
   }
 
   needsPolling(): boolean {
-    for (const peer of this.peers) if (peer.open && (peer.stalled || peer.overflow.length > 0)) return true;
+    for (const peer of this.active) if (peer.open && (peer.stalled || peer.overflow.length > 0)) return true;
     return false;
-  }
-
-  /** Tell every peer whether the coordinator is about to sleep (they then ring the doorbell). */
-  setSleeping(on: boolean): void {
-    for (const peer of this.peers) if (peer.open) peer.out.setConsumerSleeping(on);
   }
 
   private processPeer(peer: PeerState): number {
@@ -275,6 +413,7 @@ export class Coordinator {
       }
       if (!peer.open) return n;
     }
+    this.flushRun();
     if (n > 0) {
       // A producer waiting for space is woken once half the ring is free: waking it for a
       // few bytes would cost a futex call per batch.
@@ -293,6 +432,7 @@ export class Coordinator {
     // Receipts first: a handle that arrived in a message this peer has since received is
     // usable by its next request, and a slice it received may be released. The peer
     // publishes its tail before writing such a request, so one look here is enough.
+    if (this.runTarget !== null && (op !== OP_SEND || this.runTarget === peer)) this.flushRun();
     if (!peer.syncConsumed()) return Dispatch.Violation;
     // A request may only start when its verdicts are sure to fit (one per refused
     // destination of a partial multicast, else one).
@@ -430,6 +570,7 @@ export class Coordinator {
       if (r >= 0) return r;
       // Refused by the quick check: the general path below gives the exact verdict.
     }
+    this.flushRun();
 
     // Resolve destinations: all checks before any change.
     const epoch = ++this.epoch;
@@ -514,6 +655,9 @@ export class Coordinator {
 
   /**
    * The common case, one destination and no handles, without the multicast machinery.
+   * Consecutive ones from one uid to one receiving peer form a run: the receiver's
+   * receipts are synced and its headroom (Ledger.headroom) read once, each message is
+   * then checked with two comparisons, and the run is charged once (flushRun).
    * Returns 0 when delivered, an error code for a definite failure, or -1 when the quota
    * refused it on possibly stale receipts (the caller then takes the general path).
    */
@@ -524,15 +668,34 @@ export class Coordinator {
     const node = h.node;
     const target = node.owner;
     if (node.destroyed || !target.open) return this.fail(E_SHUTDOWN, id);
-    this.syncPeer(target);
     const uid = sender.uid;
     const bytes = messageBytes(plen, 0);
-    const userLedger = target.user.ledger;
-    if (userLedger.check(uid, 1, 0, bytes) !== ALLOWED || target.ledger.check(uid, 1, 0, bytes) !== ALLOWED) return -1;
-    userLedger.charge(uid, 1, 0, bytes);
-    target.ledger.charge(uid, 1, 0, bytes);
+    if (target !== this.runTarget || uid !== this.runUid || this.runM + 1 > this.runHeadM || this.runB + bytes > this.runHeadB) {
+      this.flushRun();
+      this.syncPeer(target);
+      const ul = target.user.ledger, pl = target.ledger;
+      this.runHeadM = Math.min(ul.headroom(uid, MESSAGES), pl.headroom(uid, MESSAGES));
+      this.runHeadB = Math.min(ul.headroom(uid, BYTES), pl.headroom(uid, BYTES));
+      if (this.runHeadM < 1 || this.runHeadB < bytes) return -1;
+      this.runTarget = target;
+      this.runUid = uid;
+    }
+    this.runM++;
+    this.runB += bytes;
     this.deliver(sender, target, node, ++this.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
     return 0;
+  }
+
+  /** Charge the open run of unicast sends, if any, and close it. */
+  private flushRun(): void {
+    const target = this.runTarget;
+    if (target === null) return;
+    this.runTarget = null;
+    if (this.runM !== 0) {
+      target.user.ledger.charge(this.runUid, this.runM, 0, this.runB);
+      target.ledger.charge(this.runUid, this.runM, 0, this.runB);
+    }
+    this.runM = this.runB = 0;
   }
 
   /**
@@ -638,6 +801,7 @@ export class Coordinator {
       kindWord, destination: dest, seq, senderUid: uid, offset, bytes, slot, handlesCharged, handleList: list, node,
     };
     target.overflow.push(d);
+    this.poll(target);
     if (node !== null) node.releaseOverflow = d;
     if (target.overflow.length > OVERFLOW_FACTOR * target.desc.slots) this.condemned.push(target);
   }
@@ -696,7 +860,14 @@ export class Coordinator {
 
   private publishDirty(): void {
     const d = this.dirty;
-    for (let i = 0; i < d.length; i++) d[i].publish();
+    for (let i = 0; i < d.length; i++) {
+      const p = d[i];
+      p.publish();
+      if (p.wakePending && !p.inWakeList) {
+        p.inWakeList = true;
+        this.wakes.push(p);
+      }
+    }
     d.length = 0;
   }
 
@@ -704,6 +875,7 @@ export class Coordinator {
 
   /** Account receipts of `peer`; a peer whose tail is impossible is condemned. */
   private syncPeer(peer: PeerState): void {
+    if (peer === this.runTarget) this.flushRun();
     if (peer.open && !peer.syncConsumed()) this.condemned.push(peer);
   }
 
@@ -896,6 +1068,7 @@ export class Coordinator {
    */
   disconnect(peer: PeerState, state: number, reason: number): void {
     if (!peer.open) return;
+    this.flushRun();
     peer.syncConsumed();
     // Closed first, so that its own nodes' destruction queues nothing to it.
     peer.open = false;
@@ -934,6 +1107,7 @@ export class Coordinator {
       this.dropHandle(peer, h);
     }
     peer.user.peers.delete(peer);
+    this.dropBell(peer);
     const at = this.peers.indexOf(peer);
     if (at >= 0) this.peers.splice(at, 1);
     this.byId.delete(peer.id);
@@ -964,7 +1138,7 @@ export class Coordinator {
     this.byId.clear();
     this.closed = true;
     // Anyone still ringing the doorbell wakes a coordinator that is gone; harmless.
-    Atomics.notify(this.doorbellI32, 0);
+    Atomics.notify(this.doorbellI32, BELL_COUNTER);
   }
 
   private assertOpen(): void {

@@ -66,17 +66,19 @@ export class Ledger {
   /** The uid whose resources these are; its own sends are limited by remaining only. */
   readonly owner: number;
   readonly rule: QuotaRule;
-  readonly max = new Float64Array(RESOURCE_COUNT);
-  readonly remaining = new Float64Array(RESOURCE_COUNT);
+  // Five small arrays over one buffer: one allocation per ledger (an idle peer has two).
+  private readonly words = new Float64Array(5 * RESOURCE_COUNT);
+  readonly max = this.words.subarray(0, RESOURCE_COUNT);
+  readonly remaining = this.words.subarray(RESOURCE_COUNT, 2 * RESOURCE_COUNT);
   /** Everything charged and not yet received, the owner's own sends included. */
-  readonly inflight = new Float64Array(RESOURCE_COUNT);
+  readonly inflight = this.words.subarray(2 * RESOURCE_COUNT, 3 * RESOURCE_COUNT);
 
-  private readonly selfInflight = new Float64Array(RESOURCE_COUNT);
+  private readonly selfInflight = this.words.subarray(3 * RESOURCE_COUNT, 4 * RESOURCE_COUNT);
   private readonly shareBySender = new Map<number, Float64Array>();
   // One-entry cache of shareBySender: a burst of sends usually comes from one uid.
   private lastSender = -1;
   private lastShare: Float64Array | undefined = undefined;
-  private readonly sharersByResource = new Float64Array(RESOURCE_COUNT);
+  private readonly sharersByResource = this.words.subarray(4 * RESOURCE_COUNT, 5 * RESOURCE_COUNT);
   private sharersAny = 0;
 
   [CS_STAMP] = 0;
@@ -141,6 +143,25 @@ export class Ledger {
     if (h !== 0 && !this.allows(share, HANDLES, h)) return HANDLES;
     if (b !== 0 && !this.allows(share, BYTES, b)) return BYTES;
     return ALLOWED;
+  }
+
+  /**
+   * The largest amount of resource `r` that `sender` may charge now: check() allows every
+   * amount up to it and none above. Both rules are monotone in the amount, and charging
+   * c1 then c2 passes exactly when charging c1 + c2 at once does (half: s + 2c <= R;
+   * polynomial: s*n + c(n + 1) <= R, with R and s moving together), so a run of sends
+   * may be checked against this once and charged as one. Exact: every operand is a safe
+   * integer below 2^33.
+   */
+  headroom(sender: number, r: number): number {
+    const rem = this.remaining[r];
+    if (sender === this.owner) return rem;
+    const share = this.lookupShare(sender);
+    const s = share === undefined ? 0 : share[r];
+    if (this.rule === 'half') return rem >= s ? Math.floor((rem - s) / 2) : 0;
+    const n = this.sharersByResource[r] + (s === 0 ? 1 : 0);
+    const shareTerm = s * n;
+    return shareTerm <= rem ? Math.floor((rem - shareTerm) / (n + 1)) : 0;
   }
 
   /** Put (m, h, b) in flight from `sender` (a share unless sender is the owner). The caller has checked. */

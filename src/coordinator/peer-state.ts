@@ -44,8 +44,11 @@ export interface PendingDescriptor {
 
 /** Descriptors that justify waking a sleeping receiver at once (else: when the coordinator idles). */
 export const WAKE_BATCH = 64;
-/** FIFO entries a new peer starts with. */
+/** FIFO entries a peer gets with its first descriptor. */
 const FIFO_INITIAL = 64;
+/** The FIFO of a peer that has had no descriptor yet: shared, never written. */
+const NO_UIDS = new Float64Array(0);
+const NO_WORDS = new Int32Array(0);
 
 export class PeerState {
   readonly id: number;
@@ -58,7 +61,6 @@ export class PeerState {
   readonly desc: SlotRingWriter;
   readonly verdicts: SlotRingWriter;
   readonly ctl: Int32Array;
-  readonly inU8: Uint8Array;
   /** Buffer views for large copies (Buffer.copy is a memmove with no view per message). */
   readonly inBuf: Buffer;
   readonly outBuf: Buffer;
@@ -86,16 +88,25 @@ export class PeerState {
   verdictFree = 0;
   /** A descriptor was published to this sleeping peer without waking it yet. */
   wakePending = false;
+  /** In the coordinator's list of deferred wake-ups. */
+  inWakeList = false;
+  /** Its bit in the doorbell's bell map (NO_BELL: polled every round). */
+  bell = 0;
+  /** In the coordinator's polled list (its OUT flag is down: it does not ring). */
+  polled = false;
+  /** Consecutive empty polls. */
+  idlePolls = 0;
   verdictDirty = false;
 
   // The private FIFO, by descriptor position & fifoMask. It starts small and doubles
   // (up to the ring's slot count) while more descriptors are outstanding, so an idle
   // peer does not pay for the largest queue its limits allow.
-  private fifoMask = FIFO_INITIAL - 1;
+  // A peer that never received anything has none (mask -1: capacity 0).
+  private fifoMask = -1;
   private readonly fifoMax: number;
-  fifoUid = new Float64Array(FIFO_INITIAL);
-  fifoSlot = new Int32Array(FIFO_INITIAL);          // -1: a notification (charges nothing)
-  fifoHandles = new Int32Array(FIFO_INITIAL);       // handles charged in flight
+  fifoUid = NO_UIDS;
+  fifoSlot = NO_WORDS;          // -1: a notification (charges nothing)
+  fifoHandles = NO_WORDS;       // handles charged in flight
   /** Handles carried by queued messages, by descriptor position (only messages that carry any). */
   readonly fifoHandleList = new Map<number, Handle[]>();
   /** Descriptor position up to which receipt has been accounted. */
@@ -117,7 +128,6 @@ export class PeerState {
     this.verdicts = new SlotRingWriter(args.inSab, args.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
     this.desc = new SlotRingWriter(args.inSab, args.descriptorOffset, args.descriptorSlots, DESC_SLOT_BYTES);
     this.ctl = new Int32Array(args.inSab, 0, 64);
-    this.inU8 = new Uint8Array(args.inSab);
     this.inBuf = Buffer.from(args.inSab);
     this.outBuf = Buffer.from(args.outSab, RING_HEADER_BYTES, args.outRingBytes);
     this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
@@ -148,7 +158,7 @@ export class PeerState {
   ensureFifo(pos: number): void {
     const outstanding = (pos - this.syncedTail) >>> 0;
     if (outstanding <= this.fifoMask || this.fifoMask + 1 >= this.fifoMax) return;
-    let cap = (this.fifoMask + 1) * 2;
+    let cap = Math.max(FIFO_INITIAL, (this.fifoMask + 1) * 2);
     while (cap <= outstanding && cap < this.fifoMax) cap *= 2;
     const mask = cap - 1;
     const uid = new Float64Array(cap);

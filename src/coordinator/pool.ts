@@ -33,6 +33,10 @@ const SLOT_INDEX_MASK = (1 << SLOT_CLASS_SHIFT) - 1;
 /** Most slots one class can have (bounds the messages limit of a peer). */
 export const MAX_SLOTS_PER_CLASS = 1 << SLOT_CLASS_SHIFT;
 const INITIAL_CLASS_CAPACITY = 64;
+/** What a class has before its first allocation: shared by every class of every pool, never written. */
+const NO_STATES = new Uint8Array(0);
+const NO_CHARGES = new Int32Array(0);
+const NO_FREE: readonly number[] = Object.freeze([]);
 
 export class Pool {
   /** Absolute byte offset of the pool in the IN buffer. */
@@ -42,7 +46,8 @@ export class Pool {
   private readonly classSlots: number[] = [];
   // Per class: slots never used yet are handed out in order (fresh[k] counts them),
   // freed slots go on a stack, and the per-slot state and charge arrays grow with
-  // fresh[k]; so an idle peer costs almost no memory here, whatever its limits.
+  // fresh[k] (an unused class shares frozen empty ones with every other); so an idle
+  // peer costs almost no memory here, whatever its limits.
   private readonly fresh: number[] = [];
   private readonly freeStacks: number[][] = [];
   private readonly states: Uint8Array[] = [];
@@ -60,9 +65,9 @@ export class Pool {
       this.classBase.push(offset);
       this.classSlots.push(slots);
       this.fresh.push(0);
-      this.freeStacks.push([]);
-      this.states.push(new Uint8Array(0));
-      this.charges.push(new Int32Array(0));
+      this.freeStacks.push(NO_FREE as number[]);
+      this.states.push(NO_STATES);
+      this.charges.push(NO_CHARGES);
       offset += slots * size;
       if (size >= largestCharge || slots === 0) break;
     }
@@ -99,6 +104,7 @@ export class Pool {
   }
 
   private grow(k: number): void {
+    if (this.freeStacks[k] === NO_FREE) this.freeStacks[k] = [];
     const n = Math.min(this.classSlots[k], Math.max(INITIAL_CLASS_CAPACITY, this.states[k].length * 2));
     const st = new Uint8Array(n);
     st.set(this.states[k]);
