@@ -25,7 +25,7 @@ import {
   KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
   INVALID_HANDLE, CTL_STATE, STATE_CLOSED, STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE,
-  align8, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
+  align8, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES, OP_WAIT, SEND_FLAG_WAIT, TAG_MASK,
 } from '../../shared/layout.js';
 import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
 import { codeNumber, type BusErrorCode, BusError } from '../errors.js';
@@ -35,6 +35,9 @@ import { Pool, SLOT_RECEIVED, SLOT_QUEUED, MAX_SLOTS_PER_CLASS } from './pool.js
 import { BusNode, Handle } from './nodes.js';
 import { PeerState, type PendingDescriptor } from './peer-state.js';
 import { Users } from './users.js';
+import { Waiters } from './waiters.js';
+import { collectStats, countRefused, countSent } from './stats.js';
+import type { BusStats } from '../stats.js';
 
 export interface CoordinatorConfig {
   userLimits: Limits;
@@ -104,15 +107,21 @@ export class Coordinator {
   private errDetail = 0;
   private errResource = 0;
   private errUid = 0;
+  /** The layer tag of the send being committed (flags' top bits), copied into its descriptors. */
+  private txTag = 0;
+  private readonly waiters: Waiters;
+  /** Peer names given at createPeer (bus.spawn's worker name), for stats. */
+  private readonly names = new Map<number, string>();
 
   constructor(config: CoordinatorConfig) {
     this.config = config;
     this.users = new Users(config.userLimits, config.users, config.quota);
+    this.waiters = new Waiters(this.users);
   }
 
   // ---- owner operations ---------------------------------------------------------------
 
-  createPeer(uid: number, requested: Partial<Limits> | undefined): { created: PeerCreated; port: MessagePort } {
+  createPeer(uid: number, requested: Partial<Limits> | undefined, name?: string): { created: PeerCreated; port: MessagePort } {
     this.assertOpen();
     const user = this.users.get(uid);
     const userMax = this.users.limitsOf(uid);
@@ -144,6 +153,7 @@ export class Coordinator {
     });
     this.peers.push(peer);
     this.byId.set(peer.id, peer);
+    if (name !== undefined) this.names.set(peer.id, name);
     user.peers.add(peer);
     return {
       created: {
@@ -202,6 +212,14 @@ export class Coordinator {
     return ledgerUsage(user.ledger);
   }
 
+  /** bus.stats(): receipts accounted first, so that `received` and `queued` are exact. */
+  stats(): BusStats {
+    this.assertOpen();
+    for (const p of this.peers) this.syncPeer(p);
+    this.flushCondemned();
+    return collectStats(this.users.all(), this.peers, this.seq, this.names, (p) => this.waiters.waitingOf(p));
+  }
+
   // ---- the loop body ------------------------------------------------------------------
 
   /** Process requests from every peer once. Returns the number of records handled. */
@@ -216,6 +234,7 @@ export class Coordinator {
     }
     this.flushCondemned();
     this.deliverWakes();
+    this.waiters.poll();
     return progress;
   }
 
@@ -320,6 +339,11 @@ export class Coordinator {
           break;
         }
         code = this.send(peer, w, len);
+        if (code !== 0) countRefused(peer, code);
+        if ((i32[w + 1] & SEND_FLAG_WAIT) !== 0) {
+          if (code === E_DQUOT) this.waiters.refused(peer, this.errUid);
+          else if (code === 0) this.waiters.passed(peer);
+        }
         if (code !== 0 && stream) {
           peer.streamCode = code;
           peer.streamDetail = this.errDetail;
@@ -330,6 +354,10 @@ export class Coordinator {
       }
       case OP_RESUME:
         peer.streamCode = 0;
+        break;
+      case OP_WAIT:
+        if (len < 12) return Dispatch.Violation;
+        this.waiters.wait(peer, i32[w + 1] >>> 0, i32[w + 2]);
         break;
       case OP_CREATE_NODE:
         code = this.createNode(peer);
@@ -418,6 +446,7 @@ export class Coordinator {
     const ndest = i32[w + 2] >>> 0;
     const nh = i32[w + 3] >>> 0;
     const plen = i32[w + 4] >>> 0;
+    this.txTag = flags & TAG_MASK;
     if (len < SEND_HEADER_WORDS * 4) return this.fail(E_INVAL, 0);
     if (ndest < 1 || ndest > MAX_DESTINATIONS || nh > MAX_HANDLES_PER_MESSAGE) return this.fail(E_INVAL, 0);
     if (plen > this.config.maxMessageBytes) return this.fail(E_MSGSIZE, plen);
@@ -479,6 +508,7 @@ export class Coordinator {
         }
         if (!ok) {
           this.writeVerdict(sender, i32[w] >>> 0, this.errCode, this.errResource, destIds[i], this.errUid);
+          countRefused(sender, this.errCode);
         }
         any ||= ok;
       }
@@ -599,7 +629,8 @@ export class Coordinator {
         target.inI32[hw++] = th.id;
       }
     }
-    const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT);
+    const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT) | this.txTag;
+    countSent(sender, bytes);
     this.queueDescriptor(target, kindWord, node.ownerHandle.id, seq, sender.uid, offset, plen, slot, handlesCharged, list, null);
   }
 
@@ -883,6 +914,8 @@ export class Coordinator {
   disconnect(peer: PeerState, state: number, reason: number): void {
     if (!peer.open) return;
     peer.syncConsumed();
+    this.waiters.forget(peer);
+    this.names.delete(peer.id);
     // Closed first, so that its own nodes' destruction queues nothing to it.
     peer.open = false;
     this.destroyNodes([...peer.ownedNodes]);
