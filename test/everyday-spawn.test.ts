@@ -71,7 +71,7 @@ test('bad names and references are refused with clear BusErrors before anything 
   for (const [what, opts, code] of cases) {
     const err = await t.throwsAsync(within(CALL_MS, bus.spawn(url, { uid: 1001, ...opts } as never), what), undefined, what);
     t.true(err instanceof BusError, `${what}: ${String(err)}`);
-    t.is<string>((err as BusError).code, code, `${what}: ${err?.message}`);
+    t.is<string, string>((err as BusError).code, code, `${what}: ${err?.message}`);
   }
   t.is((await bus.stats()).peers, 0, 'no peer was made');
   await backAtMax(t, bus, { 1001: 0 });
