@@ -64,9 +64,12 @@ export class Subscription implements AsyncIterable<Message>, OwnedRoute {
           continue;
         }
         if (this.#ended) return;
-        this.#layer.want(1);
         try {
-          await new Promise<void>((resolve) => { this.#wake = resolve; });
+          // The pump may route events at once, inside want(): the waker must be in place first.
+          await new Promise<void>((resolve) => {
+            this.#wake = resolve;
+            this.#layer.want(1);
+          });
         } finally {
           this.#layer.want(-1);
         }
