@@ -308,6 +308,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     wakeWord: () => this.#ctl,
     isOpen: () => this.isOpen,
     writeWait: (uid, flags) => this.#writeRecord(OP_WAIT, new Uint8Array(new Int32Array([0, uid, flags]).buffer)),
+    // reqId 0: no verdict and no wait; the record is ordered after everything written before it.
+    releaseLater: (h) => this.#writeRecord(OP_RELEASE_HANDLE, new Uint8Array(new Int32Array([0, h]).buffer)),
   };
 
   /**

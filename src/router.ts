@@ -7,11 +7,13 @@
  * What the layer owns or holds, by handle id:
  *   - `owned`: nodes this peer created for the layer (a request's one-use reply node, a
  *     subscription's node). Data to them goes to their route; node-release means the other
- *     side let go; node-destroy ends them (the layer then releases the owner's handle).
+ *     side let go. retire() destroys one and releases the owner's handle right behind the
+ *     destruction; the node-destroy that still comes to us then ends the route.
  *   - `held`: foreign handles the layer holds for the user (a request's reply handle, a
  *     subscription handle at the publisher). They are never shown in msg.handles. Each is
- *     released when its node-destroy arrives: every holder gets one, so this always happens
- *     once, and no notification about a layer handle reaches the user.
+ *     released when its node-destroy arrives (every holder gets one, so this happens once
+ *     and no notification about a layer handle reaches the user), or when the layer lets
+ *     it go first (a topic dropping a subscription).
  *   - `watched`: destinations of pending requests. Their node-destroy fails those requests
  *     with ESHUTDOWN at once; it is still shown to the user (it is the user's handle).
  *
@@ -44,6 +46,8 @@ export interface PeerCore {
   /** The IN control words (CTL_WAKE wakes waiting sends). */
   wakeWord(): Int32Array;
   isOpen(): boolean;
+  /** HANDLE_RELEASE without waiting for the answer (ordered after every earlier request). */
+  releaseLater(h: HandleId): void;
   /** Write an OP_WAIT record (src/waiting.ts). */
   writeWait(uid: number, flags: number): void;
 }
@@ -135,9 +139,9 @@ export class Layer implements MessageLayer {
         }
         const r = this.owned.get(dest);
         if (r !== undefined) {
+          // retire() released our handle already, right behind the destruction.
           this.owned.delete(dest);
           r.onDestroyed();
-          this.#release(dest);
           return true;
         }
         return false;
@@ -152,11 +156,7 @@ export class Layer implements MessageLayer {
   }
 
   #release(h: HandleId): void {
-    try {
-      this.peer.releaseHandle(h);
-    } catch {
-      // Shut down meanwhile: the coordinator took every handle back already.
-    }
+    if (this.peer.isOpen) this.core.releaseLater(h); // else the coordinator took every handle back already
   }
 
   // ---- what routes ask of the layer ------------------------------------------------------
@@ -192,6 +192,9 @@ export class Layer implements MessageLayer {
       // Shut down: the coordinator destroyed it anyway; no notification will come.
       if (this.owned.delete(node)) this.want(-1);
     });
+    // Processed after the destruction, so the owner's handle may go (no EBUSY), and no
+    // blocking round trip: the node-destroy that follows only ends the route.
+    this.#release(node);
   }
 
   /** Drop a held subscription handle now (the topic let it go): the subscriber sees node-release. */
