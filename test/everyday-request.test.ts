@@ -106,6 +106,8 @@ test('when the requester dies, the service\'s reply fails with ESHUTDOWN and not
   const deadline = Date.now() + CALL_MS;
   while ((await svc.call<{ requests: number }>('serviceState')).requests === 0 && Date.now() < deadline) { /* until received */ }
   await client.spawned.worker.terminate();
+  // Until the coordinator has seen the death (a reply sent before that is delivered, then dropped with the queue).
+  while ((await bus.stats()).byPeer.some((p) => p.uid === 1002) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   // The service may see the node-destroy first (then reply() knows at once) or not (then the send fails): ESHUTDOWN either way.
   const late = await svc.call<Outcome[]>('replyHeld');
   t.like(late[0], { state: 'rejected', code: 'ESHUTDOWN' });
