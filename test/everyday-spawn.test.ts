@@ -81,6 +81,10 @@ test('a reference to a node whose peer is gone fails the spawn, and the half-mad
   const bus = await start(t);
   const gone = await Everyday.spawn(t, bus, 1001, { nodes: ['db'] });
   await gone.spawned.worker.terminate();
+  const gonePeer = (await bus.stats()).byPeer.length;
+  for (const until = Date.now() + CALL_MS; (await bus.stats()).byPeer.length === gonePeer && gonePeer > 0 && Date.now() < until;) {
+    await new Promise((r) => setTimeout(r, 5)); // until the coordinator has seen the death
+  }
   const err = await t.throwsAsync(within(CALL_MS, bus.spawn(new URL('./fixtures/everyday-peer.js', import.meta.url),
     { uid: 1002, nodes: ['own'], handles: { db: gone.spawned.nodes.db } }), 'spawn'));
   t.true(err instanceof BusError);
