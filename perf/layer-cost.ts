@@ -31,8 +31,17 @@ type Role = 'service-raw' | 'service-layer' | 'client-raw' | 'client-layer' | 's
 
 // ---- workers ---------------------------------------------------------------------------
 
-/** A batch request from the driver: run `n` operations; `to` names the target when it could not be given at spawn. */
-interface Batch { n: number; to?: number }
+/**
+ * A message from the driver: `ping` (answered with { ready } once the role is set up:
+ * messages queue on the worker's port until it listens, so none is lost), or a batch of
+ * `n` operations; `to` names the target when it could not be given at spawn.
+ */
+interface Batch { n: number; to?: number; ping?: true }
+
+/** Answer pings from now on (the role is ready). */
+function ready(port: import('node:worker_threads').MessagePort): void {
+  port.on('message', (m: Batch) => { if (m.ping) port.postMessage({ ready: true }); });
+}
 
 async function worker(): Promise<void> {
   const { role } = workerData as { role: Role };
@@ -56,7 +65,8 @@ async function worker(): Promise<void> {
     case 'client-raw':
     case 'client-layer': {
       const layer = role === 'client-layer';
-      port.on('message', async ({ n, to }: Batch) => {
+      port.on('message', async ({ n, to, ping }: Batch) => {
+        if (ping) return;
         const svc = to ?? h.svc;
         const t0 = performance.now();
         for (let i = 0; i < n; i++) {
@@ -69,16 +79,16 @@ async function worker(): Promise<void> {
         }
         port.postMessage({ us: ((performance.now() - t0) * 1000) / n });
       });
-      port.postMessage({ ready: true });
+      ready(port);
       return;
     }
     case 'sub-raw':
-      port.postMessage({ ready: true });
+      ready(port);
       for await (const m of peer) m.release();
       return;
     case 'sub-layer': {
       const sub = await peer.subscribe(h.pub, 'hi');
-      port.postMessage({ ready: true });
+      ready(port);
       for await (const m of sub) m.release();
       return;
     }
@@ -95,7 +105,8 @@ async function worker(): Promise<void> {
         })();
       }
       const dests = Object.keys(h).filter((k) => k.startsWith('sub')).map((k) => h[k]);
-      port.on('message', async ({ n }: Batch) => {
+      port.on('message', async ({ n, ping }: Batch) => {
+        if (ping) return;
         if (n === 0) {
           port.postMessage({ size: layer ? topic.size : dests.length });
           return;
@@ -108,7 +119,7 @@ async function worker(): Promise<void> {
         }
         port.postMessage({ us: ((performance.now() - t0) * 1000) / n, delivered: delivered / n });
       });
-      port.postMessage({ ready: true });
+      ready(port);
       return;
     }
   }
@@ -132,6 +143,12 @@ function next<T>(w: Worker, key: string): Promise<T> {
 
 const SELF = new URL(import.meta.url);
 
+/** Until the worker's role is set up. */
+function isReady(s: Spawned): Promise<unknown> {
+  s.worker.postMessage({ ping: true });
+  return next(s.worker, 'ready');
+}
+
 async function spawn(bus: Bus, uid: number, role: Role, opts: { nodes?: string[]; handles?: Record<string, NodeRef> } = {}): Promise<Spawned> {
   return bus.spawn(SELF, { uid, workerData: { role }, ...opts, name: role });
 }
@@ -143,12 +160,12 @@ async function reqrep(bus: Bus, layer: boolean): Promise<Setup> {
   if (layer) {
     const svc = await spawn(bus, 100, 'service-layer', { nodes: ['rpc'] });
     const client = await spawn(bus, 200, 'client-layer', { handles: { svc: svc.nodes.rpc } });
-    await next(client.worker, 'ready');
+    await isReady(client);
     return { driver: client, all: [svc, client] };
   }
   // Each side holds the other's node: the client's inbox first, the service's node handed over after.
   const client = await spawn(bus, 200, 'client-raw', { nodes: ['inbox'] });
-  await next(client.worker, 'ready');
+  await isReady(client);
   const svc = await spawn(bus, 100, 'service-raw', { nodes: ['rpc'], handles: { client: client.nodes.inbox } });
   const to = await bus.transferHandle(svc.ticket, svc.nodes.rpc, client.ticket);
   return { driver: client, all: [svc, client], to };
@@ -158,10 +175,10 @@ async function pubsub(bus: Bus, layer: boolean): Promise<Setup> {
   const subs: Spawned[] = [];
   if (layer) {
     const pub = await spawn(bus, 100, 'pub-layer', { nodes: ['events'] });
-    await next(pub.worker, 'ready');
+    await isReady(pub);
     for (let i = 0; i < SUBSCRIBERS; i++) {
       const s = await spawn(bus, 200 + i, 'sub-layer', { handles: { pub: pub.nodes.events } });
-      await next(s.worker, 'ready');
+      await isReady(s);
       subs.push(s);
     }
     for (;;) {
@@ -173,12 +190,12 @@ async function pubsub(bus: Bus, layer: boolean): Promise<Setup> {
   const handles: Record<string, NodeRef> = {};
   for (let i = 0; i < SUBSCRIBERS; i++) {
     const s = await spawn(bus, 200 + i, 'sub-raw', { nodes: ['inbox'] });
-    await next(s.worker, 'ready');
+    await isReady(s);
     subs.push(s);
     handles[`sub${i}`] = s.nodes.inbox;
   }
   const pub = await spawn(bus, 100, 'pub-raw', { handles });
-  await next(pub.worker, 'ready');
+  await isReady(pub);
   return { driver: pub, all: [pub, ...subs] };
 }
 

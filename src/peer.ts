@@ -303,7 +303,13 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     send: (to, data, handles, flags) => this.#sendFlags(to, data, handles, flags),
     recvRing: () => this.#recvRing(),
     headWord: () => Atomics.load(this.#desc.ctl, RING_HEAD),
-    sleepHead: (seen) => this.#sleepHead(seen),
+    // Spin first, as recv() does: a reply often lands within microseconds.
+    sleepHead: (seen) => spinWhileEqual(this.#desc.ctl, RING_HEAD, seen, SPIN_LOADS) ? Promise.resolve() : this.#sleepHead(seen),
+    createNodeLater: () => {
+      const reqId = this.#takeReq();
+      this.#writeRecord(OP_CREATE_NODE, new Uint8Array(new Int32Array([reqId, 0]).buffer));
+      return this.#expect(reqId, K_SEND, 'createNode') as Promise<HandleId>; // the verdict's detail is the id
+    },
     wakeHead: () => Atomics.notify(this.#desc.ctl, RING_HEAD),
     wakeWord: () => this.#ctl,
     isOpen: () => this.isOpen,

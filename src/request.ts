@@ -10,6 +10,11 @@
  * (src/router.ts). So nothing stays charged once both sides have read their
  * notifications, and a dead requester's nodes are destroyed by the coordinator the same way.
  *
+ * The reply node of the next request is made while this one is under way (Layer.
+ * takeReplyNode), so back-to-back requests do not each block on a createNode round trip;
+ * the nodes of answered requests are destroyed in batches (Layer.retireSoon). A request
+ * that ends otherwise (timeout, abort, failure) has its node destroyed at once.
+ *
  * A reply is an ordinary message to a node of the requester: it is charged to the
  * requester's uid, so a reply flood is bounded by the requester's own limits.
  *
@@ -56,35 +61,33 @@ class PendingRequest implements OwnedRoute, Watcher {
   }
 
   onData(msg: Message): void {
-    if (this.#settle()) this.resolve(msg);
-    else msg.release(); // a reply after we gave up: give its charge back
+    // Answered: the node goes with the next batch (the service's layer refuses a second reply).
+    if (this.#settle('soon')) this.resolve(msg);
+    else msg.release(); // a reply after we gave up, or a second one: give its charge back
   }
 
   onReleased(): void {
     this.fail(new BusError('ESHUTDOWN', 'request: the service let go of the request without replying (it released it or is gone)'));
   }
 
-  onDestroyed(): void {
-    this.layer.want(-1);
-  }
-
   onShutdown(err: BusError): void {
-    if (this.#settle(false)) this.reject(err);
+    if (this.#settle('never')) this.reject(err);
   }
 
   fail(err: unknown): void {
     if (this.#settle()) this.reject(err);
   }
 
-  /** The first outcome wins; the reply node is destroyed then (unless the peer is gone). */
-  #settle(retire = true): boolean {
+  /** The first outcome wins; the reply node is destroyed now (a late reply then fails), soon, or never (the peer is gone). */
+  #settle(retire: 'now' | 'soon' | 'never' = 'now'): boolean {
     if (this.#settled) return false;
     this.#settled = true;
     clearTimeout(this.#timer);
     if (this.#onAbort !== undefined) this.signal!.removeEventListener('abort', this.#onAbort);
     this.layer.unwatch(this.to, this);
     this.layer.want(-1);
-    if (retire) this.layer.retire(this.node);
+    if (retire === 'now') this.layer.retire(this.node);
+    else if (retire === 'soon') this.layer.retireSoon(this.node);
     return true;
   }
 }
@@ -99,7 +102,7 @@ export async function request(layer: Layer, to: HandleId, data: unknown, opts: R
     throw new BusError('EINVAL', `request: at most ${MAX_HANDLES_PER_MESSAGE - 1} handles (one more carries the reply handle)`);
   }
   if (signal?.aborted) throw abortError(signal, 'request');
-  const node = layer.peer.createNode();
+  const node = layer.takeReplyNode();
   let pending!: PendingRequest;
   const result = new Promise<Message>((resolve, reject) => {
     pending = new PendingRequest(layer, node, to, signal, resolve, reject);

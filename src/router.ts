@@ -22,6 +22,9 @@
  *     the stash first: the user sees every other message, in order, exactly once;
  *   - the pump runs only while `wanted` > 0 (pending requests, waiting iterators, layer
  *     nodes whose node-destroy is still due), and stops within one wait when it drops to 0;
+ *   - at most one spare reply node exists, made ahead of the next request without
+ *     blocking; answered requests' reply nodes are destroyed RETIRE_BATCH at a time; both
+ *     go once the layer idles for IDLE_MS (until then each holds a handle of the uid);
  *   - when the peer shuts down, every route is failed or ended and every table emptied.
  */
 
@@ -46,6 +49,8 @@ export interface PeerCore {
   /** The IN control words (CTL_WAKE wakes waiting sends). */
   wakeWord(): Int32Array;
   isOpen(): boolean;
+  /** createNode() without blocking: resolves with the new node's handle id. */
+  createNodeLater(): Promise<HandleId>;
   /** HANDLE_RELEASE without waiting for the answer (ordered after every earlier request). */
   releaseLater(h: HandleId): void;
   /** Write an OP_WAIT record (src/waiting.ts). */
@@ -58,8 +63,6 @@ export interface OwnedRoute {
   onData(msg: Message): void;
   /** Nobody but us holds the node any more: the other side let go or is gone. */
   onReleased(): void;
-  /** The node is destroyed; the layer releases our handle to it right after. */
-  onDestroyed(): void;
   /** The peer shut down. */
   onShutdown(err: BusError): void;
 }
@@ -80,12 +83,30 @@ export class HeldHandle {
   constructor(readonly handle: HandleId, readonly uid: number, readonly isRequest: boolean) {}
 }
 
+/** How long the layer idles before batched retirements and an unused spare reply node go. */
+export const IDLE_MS = 50;
+/** Answered requests whose reply nodes are destroyed in one transaction. */
+export const RETIRE_BATCH = 32;
+
+/** The route of a spare reply node being retired: its node-destroy ends it, nothing else comes. */
+const RETIRED: OwnedRoute = {
+  onData: (msg) => msg.release(),
+  onReleased: () => undefined,
+  onShutdown: () => undefined,
+};
+
 export class Layer implements MessageLayer {
   readonly peer: Peer;
   readonly core: PeerCore;
   readonly owned = new Map<HandleId, OwnedRoute>();
   readonly held = new Map<HandleId, HeldHandle>();
   readonly #watched = new Map<HandleId, Set<Watcher>>();
+  /** A reply node made ahead of the next request (0: none), and whether one is being made. */
+  #spare: HandleId = 0;
+  #spareComing = false;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Answered requests' reply nodes, retired together (retireSoon). */
+  #toRetire: HandleId[] = [];
   #stash: Message[] = [];
   #stashHead = 0;
   #wanted = 0;
@@ -137,11 +158,9 @@ export class Layer implements MessageLayer {
           this.#release(dest);
           return true;
         }
-        const r = this.owned.get(dest);
-        if (r !== undefined) {
-          // retire() released our handle already, right behind the destruction.
-          this.owned.delete(dest);
-          r.onDestroyed();
+        if (this.owned.delete(dest)) {
+          // retire() released our handle already, right behind the destruction; this ends its wait.
+          this.want(-1);
           return true;
         }
         return false;
@@ -183,19 +202,77 @@ export class Layer implements MessageLayer {
   }
 
   /**
-   * Destroy a layer node (its route stays until the node-destroy arrives, so that a late
-   * message to it is released, not shown). The pump keeps running until then.
+   * Destroy layer nodes in one transaction (their routes stay until the node-destroys
+   * arrive, so that a late message to one is released, not shown). The pump keeps
+   * running until then.
    */
-  retire(node: HandleId): void {
-    this.want(1);
-    this.peer.destroyNodes([node]).catch(() => {
-      // Shut down: the coordinator destroyed it anyway; no notification will come.
-      if (this.owned.delete(node)) this.want(-1);
+  retire(...nodes: HandleId[]): void {
+    if (nodes.length === 0) return;
+    this.want(nodes.length);
+    this.peer.destroyNodes(nodes).catch(() => {
+      // Shut down: the coordinator destroyed them anyway; no notification will come.
+      for (const n of nodes) if (this.owned.delete(n)) this.want(-1);
     });
     // Processed after the destruction, so the owner's handle may go (no EBUSY), and no
     // blocking round trip: the node-destroy that follows only ends the route.
-    this.#release(node);
+    for (const n of nodes) this.#release(n);
   }
+
+  /**
+   * Retire a node whose job is done (an answered request's reply node) with the next
+   * batch: one destruction per RETIRE_BATCH requests, or once the layer idles for
+   * IDLE_MS, instead of two notifications (and wake-ups) per request. Until then the
+   * node holds a handle at each side; its route releases anything still sent to it.
+   */
+  retireSoon(node: HandleId): void {
+    this.#toRetire.push(node);
+    if (this.#toRetire.length >= RETIRE_BATCH) this.#flushRetired();
+    else this.#armIdle();
+  }
+
+  #flushRetired(): void {
+    const nodes = this.#toRetire;
+    this.#toRetire = [];
+    if (this.peer.isOpen) this.retire(...nodes);
+  }
+
+  /**
+   * A node for a request's reply. The next one is made while this request is under way
+   * (without blocking), so a caller making request after request does not pay a blocking
+   * round trip for each. An unused spare is retired once the layer idles for IDLE_MS.
+   */
+  takeReplyNode(): HandleId {
+    let node = this.#spare;
+    this.#spare = 0;
+    if (node === 0) node = this.peer.createNode();
+    if (!this.#spareComing) {
+      this.#spareComing = true;
+      this.core.createNodeLater().then((id) => {
+        this.#spareComing = false;
+        this.#spare = id;
+        this.#armIdle();
+      }, () => {
+        this.#spareComing = false; // shut down: nothing to keep
+      });
+    }
+    return node;
+  }
+
+  /** (Re)start the idle timer: when it fires, batched retirements and the spare go. */
+  #armIdle(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(this.#onIdle, IDLE_MS);
+    this.#idleTimer.unref(); // a worker with nothing else to do may exit: the coordinator cleans up
+  }
+
+  #onIdle = (): void => {
+    this.#flushRetired();
+    const node = this.#spare;
+    this.#spare = 0;
+    if (node === 0 || !this.peer.isOpen) return;
+    this.owned.set(node, RETIRED);
+    this.retire(node);
+  };
 
   /** Drop a held subscription handle now (the topic let it go): the subscriber sees node-release. */
   dropHeld(h: HeldHandle): void {
@@ -266,5 +343,8 @@ export class Layer implements MessageLayer {
     for (const r of routes) r.onShutdown(err);
     this.held.clear();
     this.#wanted = 0;
+    this.#toRetire = [];
+    this.#spare = 0;
+    clearTimeout(this.#idleTimer);
   }
 }

@@ -95,10 +95,6 @@ export class Subscription implements AsyncIterable<Message>, OwnedRoute {
     this.#layer.retire(this.node);
   }
 
-  onDestroyed(): void {
-    this.#layer.want(-1);
-  }
-
   onShutdown(): void {
     this.#end();
   }
