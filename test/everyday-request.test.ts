@@ -47,7 +47,10 @@ test('a request resolves with its reply; values and handles travel both ways, th
   // Many at once: each gets its own reply.
   t.deepEqual(await within(CALL_MS, client.call('requestMany', rpc, 50), 'requestMany'),
     Array.from({ length: 50 }, (_, i) => ({ echo: i, kind: 'value', handles: 0 })));
-  t.is((await svc.call<{ requests: number }>('serviceState')).requests, 53);
+  // One after the other, over several batches of reply-node retirement.
+  t.deepEqual(await within(CALL_MS, client.call('requestSeq', rpc, 100), 'requestSeq'),
+    Array.from({ length: 100 }, (_, i) => ({ echo: i, kind: 'value', handles: 0 })));
+  t.is((await svc.call<{ requests: number }>('serviceState')).requests, 153);
   await backAtMax(t, bus, { 1001: 1, 1002: 1 });
 });
 
