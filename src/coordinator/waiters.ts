@@ -63,6 +63,9 @@ export class Waiters {
 
   /** OP_WAIT from `peer` for `uid`. */
   wait(peer: PeerState, uid: number, flags: number): void {
+    // A uid that never had a peer never refused anything: a forged record, ignored (the
+    // map only ever holds real uids).
+    if (this.#users.peek(uid) === undefined) return;
     let q = this.#byUid.get(uid);
     if (q === undefined) this.#byUid.set(uid, q = new UidQueue());
     const hadTurn = q.turn === peer;
@@ -76,7 +79,6 @@ export class Waiters {
       }
       return;
     }
-    if (this.#users.peek(uid) === undefined) return; // no such receiver ever refused anything
     const seen = this.#refusals.get(peer)?.get(uid) ?? this.#giveBacks(uid);
     // One entry per peer and uid: all of a peer's waiting sends wake on its one CTL_WAKE word.
     const queued = q.queue.find((x) => x.peer === peer);
