@@ -5,7 +5,7 @@
  */
 
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { Bus, BusError } from '../src/index.js';
+import { Bus, BusError, Peer } from '../src/index.js';
 import { Everyday, backAtMax, within } from './fixtures/everyday-remote.js';
 
 const test = anyTest.serial as TestFn;
@@ -115,4 +115,11 @@ test('a worker that never opens its peer is terminated after openTimeout with ET
   t.true(err instanceof BusError, String(err));
   t.is((err as BusError).code, 'ETIMEDOUT');
   await backAtMax(t, bus, { 1002: 0 });
+});
+
+test('Peer.open() without a ticket outside a spawned worker is EINVAL', (t) => {
+  const err = t.throws(() => Peer.open());
+  t.true(err instanceof BusError);
+  t.is((err as BusError).code, 'EINVAL');
+  t.regex(err!.message, /bus\.spawn\(\)/);
 });
