@@ -182,7 +182,8 @@ export class Layer implements MessageLayer {
 
   /** Keep reading while `delta` more things wait (negative: fewer). */
   want(delta: number): void {
-    this.#wanted += delta;
+    // Never below 0: after a shutdown reset, late decrements (an iterator's finally) are moot.
+    this.#wanted = Math.max(0, this.#wanted + delta);
     if (this.#wanted > 0 && !this.#pumping) void this.#pump();
     // A pump asleep with nothing left to wait for: let it go now, not at its timeout.
     else if (this.#wanted === 0 && this.#pumping) this.core.wakeHead();
