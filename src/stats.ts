@@ -21,7 +21,8 @@ export interface UidStats {
   received: number;
   bytesSent: number;
   bytesReceived: number;
-  refused: Partial<Record<BusErrorCode, number>>;
+  /** Every code, zero when none. */
+  refused: Record<BusErrorCode, number>;
   queued: number;
 }
 

@@ -61,8 +61,9 @@ export function collectStats(
   const byUid: Record<number, UidStats> = {};
   for (const u of users) {
     const c = u.stats;
-    const refused: UidStats['refused'] = {};
-    for (let i = 1; i < c.refused.length; i++) if (c.refused[i] !== 0) refused[ERROR_CODES[i - 1]] = c.refused[i];
+    // Every code, zeros included, so that a reader can use refused.EDQUOT without a default.
+    const refused = {} as UidStats['refused'];
+    for (let i = 1; i < c.refused.length; i++) refused[ERROR_CODES[i - 1]] = c.refused[i];
     byUid[u.uid] = {
       sent: c.sent, received: c.received, bytesSent: c.bytesSent, bytesReceived: c.bytesReceived, refused,
       queued: queuedOf(u.ledger),
