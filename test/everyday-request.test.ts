@@ -59,6 +59,8 @@ test('a request to a service that never answers rejects with ETIMEDOUT, and its 
   const id = await client.call<number>('startRequest', rpc, 'anyone?', { timeout: 300 });
   const o = await settled(client, id, 'request');
   t.like(o, { state: 'rejected', code: 'ETIMEDOUT', isBusError: true });
+  // Giving up is local; the reply node's destruction reaches the coordinator a moment later.
+  await backAtMax(t, bus, { 1002: 1 });
   // The service still holds the request; answering it now is refused, with a clear code.
   let late: Outcome[] = [];
   const deadline = Date.now() + CALL_MS;
@@ -89,6 +91,7 @@ test('an aborted request rejects with an AbortError, and a reply after it is ref
   t.like(o, { state: 'rejected', name: 'AbortError', isBusError: false });
   const deadline = Date.now() + CALL_MS;
   while ((await svc.call<{ requests: number }>('serviceState')).requests === 0 && Date.now() < deadline) { /* until received */ }
+  await backAtMax(t, bus, { 1002: 1 }); // the reply node's destruction has reached the coordinator
   t.like((await svc.call<Outcome[]>('replyHeld'))[0], { state: 'rejected', code: 'ESHUTDOWN' });
   await backAtMax(t, bus, { 1001: 1, 1002: 1 });
 });
