@@ -116,7 +116,10 @@ export class Coordinator {
   constructor(config: CoordinatorConfig) {
     this.config = config;
     this.users = new Users(config.userLimits, config.users, config.quota);
-    this.waiters = new Waiters(this.users);
+    this.waiters = new Waiters(this.users, (uid) => {
+      const user = this.users.peek(uid);
+      if (user !== undefined) for (const p of user.peers) this.syncPeer(p);
+    });
   }
 
   // ---- owner operations ---------------------------------------------------------------

@@ -4,8 +4,10 @@
  * One FIFO per receiving uid of peers whose waiting send that uid refused. A uid's
  * ledger counts its give-backs (Ledger.giveBacks: receipts, releases, discharges); the
  * head of a queue is woken (its CTL_WAKE word bumped and notified) once that count has
- * moved since the refusal that queued it. Nothing polls: the check runs once per
- * coordinator round, and only over uids that have waiters.
+ * moved since the refusal that queued it. No peer polls: the check runs once per
+ * coordinator round, and only over uids that have waiters (whose receipts it accounts
+ * first). A coordinator with nothing else to do checks when it wakes, at least once a
+ * second: a receiver that only reads (no release) may keep a waiter that long.
  *
  * Invariants:
  *   - per uid at most one waiter holds the turn (`turn`) at a time: woken, not yet back;
@@ -40,8 +42,12 @@ export class Waiters {
   /** Queued waiters over all uids (the round's check is skipped at 0). */
   #count = 0;
 
-  constructor(users: Users) {
+  /** Accounts the receipts of every peer of a uid (PeerState.syncConsumed): a receipt is a give-back too. */
+  readonly #sync: (uid: number) => void;
+
+  constructor(users: Users, sync: (uid: number) => void) {
     this.#users = users;
+    this.#sync = sync;
   }
 
   #giveBacks(uid: number): number {
@@ -98,6 +104,8 @@ export class Waiters {
     for (const [uid, q] of this.#byUid) {
       if (q.turn !== null || q.queue.length === 0) continue;
       const head = q.queue[0];
+      // Receipts are accounted lazily; a receiver that reads without releasing gives back too.
+      this.#sync(uid);
       if (this.#giveBacks(uid) === head.seen) continue;
       q.queue.shift();
       this.#count--;
