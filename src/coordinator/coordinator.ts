@@ -339,6 +339,7 @@ export class Coordinator {
         if (stream && peer.streamCode !== 0) {
           // Behind a refused post: refused the same way, so that order is kept.
           code = this.fail(peer.streamCode, peer.streamDetail, peer.streamResource, peer.streamUid);
+          countRefused(peer, code);
           break;
         }
         code = this.send(peer, w, len);
