@@ -1,36 +1,45 @@
 /*
- * One peer of the demo: opens its ticket, then plays its part (echo service or client).
+ * One peer of the demo, in a worker made by bus.spawn(): Peer.open() with no argument
+ * opens it, and peer.handles names what it was given.
  */
 
 import { workerData, parentPort } from 'node:worker_threads';
-import { Peer, type PeerTicket } from '../src/index.js';
+import { Peer } from '../src/index.js';
 
-const { ticket, role, service, name } = workerData as { ticket: PeerTicket; role: 'service' | 'client'; service?: number; name: string };
-const peer = Peer.open(ticket);
-const log = (line: string) => parentPort!.postMessage(`[${name} uid=${peer.uid}] ${line}`);
+const peer = Peer.open();
+const { role } = workerData as { role: 'service' | 'client' };
+const log = (line: string) => parentPort!.postMessage(`[${role} uid=${peer.uid}] ${line}`);
 
 if (role === 'service') {
-  // Answer every request on the reply handle it carries, until the bus closes.
+  // Answer requests; tell every subscriber about each one. Runs until the bus closes.
+  const topic = peer.topic();
   for await (const msg of peer) {
-    if (msg.type !== 'data') {
-      log(`got ${msg.type} for handle ${msg.destination}`);
-      continue;
+    if (msg.isSubscribe) {
+      topic.add(msg);
+      log(`uid ${msg.senderUid} subscribed ("${msg.value()}")`);
+    } else if (msg.isRequest) {
+      const word = msg.value() as string;
+      log(`request from uid ${msg.senderUid}: "${word}"`);
+      await msg.reply({ echo: word.toUpperCase(), length: word.length });
+      await topic.publish(`uid ${msg.senderUid} asked about "${word}"`);
     }
-    const text = msg.text();
-    const [replyTo] = msg.handles;
-    log(`request #${msg.seq} from uid ${msg.senderUid}: "${text}"`);
     msg.release();
-    await peer.send(replyTo, `echo: ${text.toUpperCase()}`);
-    peer.releaseHandle(replyTo);
   }
 } else {
-  const inbox = peer.createNode();
+  const events = await peer.subscribe(peer.handles.events, 'hello');
+  const seen = (async () => {
+    for await (const ev of events) {
+      log(`event: ${ev.value()}`);
+      ev.release();
+    }
+  })();
   for (const word of ['hello', 'threadbus', 'bye']) {
-    await peer.send(service!, word, { handles: [inbox] });
-    const reply = await peer.recv();
-    log(`reply #${reply.seq}: "${reply.text()}"`);
+    const reply = await peer.request(peer.handles.rpc, word, { timeout: 5000 });
+    log(`reply: ${JSON.stringify(reply.value())}`);
     reply.release();
   }
+  events.close();
+  await seen;
   await peer.close();
   log('closed');
 }

@@ -1,41 +1,37 @@
 /*
  * `npm run demo`: a service and two clients, each in its own worker, talking through
- * the bus. The clients pass a handle to their own inbox node with each request, so
- * the service can answer without knowing anything else about them; at the end the
- * bus shows that every charge was given back.
+ * the bus with the everyday API. bus.spawn() makes each worker with its peer, its named
+ * nodes and the handles it starts with; the clients call the service with request() and
+ * follow its events with subscribe(); the service answers with msg.reply() and publishes
+ * to a topic. At the end bus.stats() and bus.usage() show what happened, and that every
+ * charge was given back.
  */
 
-import { Worker } from 'node:worker_threads';
 import { Bus } from '../src/index.js';
 
 const bus = await Bus.start({ userLimits: { messages: 1024 } });
-const serviceTicket = await bus.createPeer({ uid: 100 });
-const serviceNode = await bus.createNode(serviceTicket);
+const url = new URL('./demo-peer.js', import.meta.url);
+const print = (line: unknown) => console.log(line);
 
-const workers: Worker[] = [];
-const exited: Promise<void>[] = [];
-function spawn(workerData: object, transferList: readonly unknown[]): Worker {
-  const w = new Worker(new URL('./demo-peer.js', import.meta.url), { workerData, transferList: transferList as never });
-  w.on('message', (line) => console.log(line));
-  w.on('error', (e) => console.error('worker failed:', e));
-  exited.push(new Promise((r) => w.once('exit', () => r())));
-  workers.push(w);
-  return w;
-}
-
-spawn({ ticket: serviceTicket, role: 'service', name: 'service' }, serviceTicket.transfer);
+const service = await bus.spawn(url, { uid: 100, nodes: ['rpc', 'events'], workerData: { role: 'service' }, name: 'service' });
+service.worker.on('message', print);
+const clients = [];
 for (const [i, uid] of [1000, 1001].entries()) {
-  const t = await bus.createPeer({ uid });
-  const handle = await bus.transferHandle(serviceTicket, serviceNode, t);
-  spawn({ ticket: t, role: 'client', service: handle, name: `client${i + 1}` }, t.transfer);
+  const c = await bus.spawn(url, {
+    uid, handles: { rpc: service.nodes.rpc, events: service.nodes.events }, workerData: { role: 'client' }, name: `client${i + 1}`,
+  });
+  c.worker.on('message', print);
+  clients.push(c);
 }
 
-await Promise.all(exited.slice(1));
+await Promise.all(clients.map((c) => c.exited));
+const stats = await bus.stats();
 for (const uid of [100, 1000, 1001]) {
+  const s = stats.byUid[uid];
   const u = await bus.usage(uid);
-  const note = uid === 100 ? '  (the service still holds the handle of its own, live node)' : '';
-  console.log(`usage uid=${uid}: remaining ${JSON.stringify(u.remaining)} of ${JSON.stringify(u.max)}${note}`);
+  const note = uid === 100 ? '  (the service still holds its two live nodes)' : '';
+  console.log(`uid ${uid}: sent ${s.sent}, received ${s.received}; remaining ${JSON.stringify(u.remaining)} of ${JSON.stringify(u.max)}${note}`);
 }
 await bus.close();
-await exited[0];
+await service.exited;
 console.log('bus closed; every worker has exited');

@@ -54,7 +54,8 @@ export const OP_QUERY = 6;           // reqId
 export const OP_CLOSE = 7;           // reqId
 export const OP_RELEASE_SLICES = 8;  // 0, n, pool offset[n]   (what a Peer writes: releases go in batches)
 export const OP_RESUME = 9;          // 0    (flush(): posts after this one are attempted again)
-export const OP_MAX = 9;
+export const OP_WAIT = 10;           // 0, uid, flags (WAIT_*): a waiting send was refused by uid; wake me (CTL_WAKE) when it gives back
+export const OP_MAX = 10;
 /** Slice releases a peer gathers into one record. */
 export const RELEASE_BATCH = 64;
 
@@ -64,6 +65,18 @@ export const SEND_HEADER_WORDS = 6;
 export const SEND_FLAG_PARTIAL = 1;  // multicast: deliver to those that accept, report the others
 /** A post(): once one is refused, later ones are refused too until OP_RESUME, so what is delivered is always a prefix. */
 export const SEND_FLAG_STREAM = 2;
+/** A waiting send (src/waiting.ts): an EDQUOT refusal is remembered for its OP_WAIT, and success hands the turn on. */
+export const SEND_FLAG_WAIT = 4;
+/**
+ * The top 8 bits of the flags are the everyday layer's tag (value kind, request, subscribe:
+ * src/values.ts). The coordinator copies them unread into the descriptor's kind word, at
+ * the same bits; the receiver validates what they claim.
+ */
+export const TAG_SHIFT = 24;
+export const TAG_MASK = 0xff000000 | 0;
+/** OP_WAIT flags: re-queue at the front (a woken waiter refused again), or give up the turn. */
+export const WAIT_FRONT = 1;
+export const WAIT_CANCEL = 2;
 
 // ---- IN control block (Int32 indices) --------------------------------------------------
 export const CTL_STATE = 0;          // PeerState, written by the coordinator (and by close())
@@ -72,6 +85,7 @@ export const CTL_REASON = 2;         // why the coordinator disconnected the pee
 export const CTL_ACKED = 16;         // last processed reqId (u32), byte 64; the peer waits on it
 export const CTL_ACK_WAITING = 32;   // the peer sleeps on CTL_ACKED, byte 128
 export const CTL_BELL = 3;           // the peer's bit in the doorbell's bell map, written by the coordinator at creation
+export const CTL_WAKE = 48;          // bumped (and notified) by the coordinator to wake this peer's waiting sends, byte 192
 export const CONTROL_BYTES = 256;
 
 // ---- Doorbell (Int32 indices) -------------------------------------------------------------
@@ -102,7 +116,7 @@ export const V_REQ = 0, V_CODE = 1, V_RESOURCE = 2, V_DETAIL = 3; // Int32 indic
 export const V_VALUES_F64 = 2;                                     // Float64 index of v0 within a slot
 
 // ---- Descriptor ring (IN): 32-byte slots -----------------------------------------------
-// [u32 kind | continue<<4 | nhandles<<8][u32 destination][f64 seq][f64 senderUid][u32 offset][u32 bytes]
+// [u32 kind | continue<<4 | nhandles<<8 | tag<<24][u32 destination][f64 seq][f64 senderUid][u32 offset][u32 bytes]
 export const DESC_SLOT_BYTES = 32;
 export const D_KIND = 0, D_DEST = 1, D_OFFSET = 6, D_BYTES = 7;    // Int32 indices within a slot
 export const D_SEQ_F64 = 1, D_UID_F64 = 2;                         // Float64 indices within a slot
@@ -116,6 +130,7 @@ export const KIND_CLAIMED = 5;
 export const KIND_MASK = 0xf;
 export const DESC_CONTINUE = 0x10;
 export const DESC_NHANDLES_SHIFT = 8;
+export const DESC_NHANDLES_MASK = 0xffff;
 
 export const INVALID_HANDLE = 0;
 

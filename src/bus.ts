@@ -17,6 +17,8 @@ import type { Limits } from './coordinator/ledger.js';
 import { DEFAULT_USER_LIMITS } from './coordinator/users.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, BELL_CONTROL, BELL_COUNTER } from '../shared/layout.js';
 import { PeerRegistry } from './peer-registry.js';
+import { spawnPeer, NodeRef, type SpawnOptions, type Spawned } from './spawn.js';
+import type { BusStats } from './stats.js';
 
 export interface BusOptions {
   /** Per-uid maxima; defaults 16384 messages, 65536 handles, 16 MiB. */
@@ -170,12 +172,13 @@ export class Bus {
     return this.#worker.threadId;
   }
 
-  /** Mint a single-use ticket for a new peer pinned to `uid`. */
-  async createPeer(opts: { uid: number; limits?: Partial<Limits> }): Promise<PeerTicket> {
+  /** Mint a single-use ticket for a new peer pinned to `uid` (`name` shows in bus.stats()). */
+  async createPeer(opts: { uid: number; limits?: Partial<Limits>; name?: string }): Promise<PeerTicket> {
     if (typeof opts !== 'object' || opts === null) throw new BusError('EINVAL', 'createPeer: expects { uid }');
     const uid = checkUid(opts.uid, 'createPeer');
     const limits = checkLimits(opts.limits, 'createPeer limits');
-    const m = await this.#call<PeerMemory>({ op: 'createPeer', uid, limits }, 'createPeer');
+    const name = typeof opts.name === 'string' ? opts.name : undefined;
+    const m = await this.#call<PeerMemory>({ op: 'createPeer', uid, limits, name }, 'createPeer');
     this.#peers.add(m.inSab, m.descriptorOffset, m.outSab);
     return {
       kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
@@ -196,7 +199,8 @@ export class Bus {
   }
 
   /** bus1 HANDLE_TRANSFER: give `to` a handle to the node `from` holds as `handle`; returns `to`'s id. */
-  transferHandle(from: PeerTicket, handle: HandleId, to: PeerTicket): Promise<HandleId> {
+  transferHandle(from: PeerTicket, handle: HandleId | NodeRef, to: PeerTicket): Promise<HandleId> {
+    if (handle instanceof NodeRef) handle = handle.handle;
     try {
       checkTicket(from, 'transferHandle');
       checkTicket(to, 'transferHandle');
@@ -215,6 +219,16 @@ export class Bus {
       return Promise.reject(e);
     }
     return this.#call<Usage>({ op: 'usage', uid }, 'usage');
+  }
+
+  /** A worker and its peer in one call: named nodes, named handles, then the Worker (src/spawn.ts). */
+  spawn(url: string | URL, opts: SpawnOptions): Promise<Spawned> {
+    return spawnPeer(this, url, opts);
+  }
+
+  /** Counters the coordinator keeps as it works (src/stats.ts); cheap enough to read often. */
+  stats(): Promise<BusStats> {
+    return this.#call<BusStats>({ op: 'stats' }, 'stats');
   }
 
   /** Shut the bus down: every peer then sees ESHUTDOWN, and the coordinator thread exits. */

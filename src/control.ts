@@ -10,10 +10,11 @@ import type { PeerCreated } from './coordinator/coordinator.js';
 import type { Limits } from './coordinator/ledger.js';
 
 export type ControlRequest =
-  | { id: number; op: 'createPeer'; uid: number; limits?: Partial<Limits> }
+  | { id: number; op: 'createPeer'; uid: number; limits?: Partial<Limits>; name?: string }
   | { id: number; op: 'createNode'; peerId: number }
   | { id: number; op: 'transferHandle'; fromId: number; handle: number; toId: number }
   | { id: number; op: 'usage'; uid: number }
+  | { id: number; op: 'stats' }
   | { id: number; op: 'close' }
   // Test only (sent through coordinatorWorkerOf, never by Bus): an uncaught error in the coordinator.
   | { id: number; op: 'test-crash' };

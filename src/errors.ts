@@ -9,13 +9,13 @@
 
 export type BusErrorCode =
   | 'EDQUOT' | 'ENXIO' | 'ESHUTDOWN' | 'EMSGSIZE' | 'EINVAL'
-  | 'ENOTUNIQ' | 'EBUSY' | 'EREMOTE' | 'ESTALE';
+  | 'ENOTUNIQ' | 'EBUSY' | 'EREMOTE' | 'ESTALE' | 'ETIMEDOUT';
 
 export type ResourceName = 'messages' | 'handles' | 'bytes';
 
 /** Wire numbers of the codes; 0 means success. Order is part of the ring format. */
 export const ERROR_CODES: readonly BusErrorCode[] = [
-  'EDQUOT', 'ENXIO', 'ESHUTDOWN', 'EMSGSIZE', 'EINVAL', 'ENOTUNIQ', 'EBUSY', 'EREMOTE', 'ESTALE',
+  'EDQUOT', 'ENXIO', 'ESHUTDOWN', 'EMSGSIZE', 'EINVAL', 'ENOTUNIQ', 'EBUSY', 'EREMOTE', 'ESTALE', 'ETIMEDOUT',
 ];
 export const RESOURCES: readonly ResourceName[] = ['messages', 'handles', 'bytes'];
 

@@ -8,6 +8,9 @@
  */
 
 import { BusError } from './errors.js';
+import {
+  decodeValue, kindName, VALUE_KIND_MASK, TAG_REQUEST, TAG_SUBSCRIBE, TAG_CARRIES_HANDLE, type ValueKind,
+} from './values.js';
 
 export type HandleId = number;
 export type MessageType = 'data' | 'node-destroy' | 'node-release';
@@ -15,6 +18,12 @@ export type MessageType = 'data' | 'node-destroy' | 'node-release';
 /** What a Message needs from its peer; kept off the public shape. */
 export interface SliceOwner {
   releaseSlice(offset: number): void;
+}
+
+/** What a request or subscription message needs from the peer's layer (src/router.ts). */
+export interface MessageLayer {
+  reply(msg: Message, data: unknown, opts?: { handles?: HandleId[] }): Promise<void>;
+  released(msg: Message): void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -32,15 +41,29 @@ export class Message {
   #owner: SliceOwner | null;
   #offset: number;
   #released = false;
+  #tag: number;
+  /** The reply or subscription handle a request or subscription carries as its last handle (0: none). */
+  #extra: HandleId = 0;
+  #layer: MessageLayer | null;
 
   constructor(
     type: MessageType, destination: HandleId, data: Uint8Array | null, handles: HandleId[] | null,
     senderUid: number, seq: number, cont: boolean, owner: SliceOwner | null, offset: number,
+    tag = 0, layer: MessageLayer | null = null,
   ) {
     this.type = type;
     this.destination = destination;
     this.data = data ?? EMPTY;
-    this.handles = handles ?? (NO_HANDLES as HandleId[]);
+    const role = tag & TAG_CARRIES_HANDLE;
+    // Exactly one role, and the handle it implies: a tag is only a sender's claim.
+    if (handles !== null && handles.length > 0 && (role === TAG_REQUEST || role === TAG_SUBSCRIBE)) {
+      this.#extra = handles.pop()!;
+    } else {
+      tag &= ~TAG_CARRIES_HANDLE;
+    }
+    this.#tag = tag;
+    this.#layer = layer;
+    this.handles = handles !== null && handles.length > 0 ? handles : (NO_HANDLES as HandleId[]);
     this.senderUid = senderUid;
     this.seq = seq;
     this.continue = cont;
@@ -58,10 +81,45 @@ export class Message {
     return this.#released;
   }
 
+  /** How the sender gave `data`: bytes, a string, or a structured-clone value. */
+  get kind(): ValueKind {
+    return kindName(this.#tag & VALUE_KIND_MASK);
+  }
+
+  /** What was sent: the Uint8Array (a view, no copy), the string, or the deserialized value. */
+  value(): unknown {
+    if (this.#released) throw new BusError('ENXIO', 'message.value(): the message was already released');
+    return decodeValue(this.#tag & VALUE_KIND_MASK, this.data, () => this.text());
+  }
+
+  /** True on a message sent with peer.request(): answer it once with reply(). */
+  get isRequest(): boolean {
+    return (this.#tag & TAG_REQUEST) !== 0;
+  }
+
+  /** True on a message sent with peer.subscribe(): keep it with topic.add(). */
+  get isSubscribe(): boolean {
+    return (this.#tag & TAG_SUBSCRIBE) !== 0;
+  }
+
+  /** @internal The reply or subscription handle this message carries (0: none). */
+  get layerHandle(): HandleId {
+    return this.#extra;
+  }
+
+  /** Answer a request, once (a second reply is EINVAL). The reply is charged to the requester's uid. */
+  reply(data: unknown, opts?: { handles?: HandleId[] }): Promise<void> {
+    if (!this.isRequest || this.#layer === null) {
+      return Promise.reject(new BusError('EINVAL', 'message.reply(): this message is not a request'));
+    }
+    return this.#layer.reply(this, data, opts);
+  }
+
   /** SLICE_RELEASE: give the pool slice back. A second call fails with ENXIO. */
   release(): void {
     if (this.#released) throw new BusError('ENXIO', 'message.release(): the message was already released');
     this.#released = true;
+    if (this.#extra !== 0) this.#layer?.released(this);
     const owner = this.#owner;
     this.#owner = null;
     if (owner !== null) owner.releaseSlice(this.#offset);

@@ -31,7 +31,7 @@ import {
   VERDICT_SLOTS, VERDICT_SLOT_BYTES, DESC_SLOT_BYTES, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE,
   KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT, RING_HEAD, RING_TAIL, RING_CONSUMER_SLEEPING,
-  RING_PRODUCER_SLEEPING, align8, CTL_BELL, BELL_COUNTER, BELL_MAP,
+  RING_PRODUCER_SLEEPING, align8, CTL_BELL, BELL_COUNTER, BELL_MAP, TAG_SHIFT, DESC_NHANDLES_MASK, OP_WAIT,
 } from '../shared/layout.js';
 import { ByteRingWriter, SlotRingReader, RING_EMPTY } from '../shared/ring.js';
 import { SPIN_LOADS, spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync } from '../shared/wait.js';
@@ -39,6 +39,12 @@ import { BusError, errorFromWire } from './errors.js';
 import { Message, type HandleId, type SliceOwner } from './message.js';
 import { type PeerTicket, checkTicket } from './ticket.js';
 import type { Limits } from './coordinator/ledger.js';
+import { encodeValue } from './values.js';
+import { Layer, type PeerCore } from './router.js';
+import { takeSpawnedTicket } from './spawn.js';
+import { sendWaiting, type WaitOptions } from './waiting.js';
+import { request, type RequestOptions } from './request.js';
+import { subscribe, Topic, type Subscription } from './topic.js';
 
 const EMPTY_PAYLOAD = new Uint8Array(0);
 /** The body of OP_RESUME: no id, nothing else; shared, never written. */
@@ -52,7 +58,7 @@ const WAIT_CHUNK_MS = 100;
 
 const K_SEND = 1, K_QUERY = 3, K_VOID = 4, K_SYNC = 5, K_PARTIAL = 6, K_BARRIER = 7;
 
-export interface SendOptions {
+export interface SendOptions extends WaitOptions {
   /** Handles to pass along; the receiver gets its own ids for them. */
   handles?: HandleId[];
 }
@@ -123,6 +129,10 @@ function checkHandleId(h: unknown, what: string): number {
 
 export class Peer implements AsyncIterable<Message>, SliceOwner {
   readonly uid: number;
+  /** Named nodes and handles this peer was given by bus.spawn() (empty for Peer.open(ticket)). */
+  readonly handles: Readonly<Record<string, HandleId>>;
+  /** The everyday layer: request/reply, subscriptions, routing (src/router.ts). */
+  #layer: Layer;
   #out: ByteRingWriter;
   #outBuf: Buffer;
   #verdicts: SlotRingReader;
@@ -157,8 +167,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #syncValue = 0;
   #pumpFn = () => this.#pump();
 
-  private constructor(ticket: PeerTicket) {
+  private constructor(ticket: PeerTicket, handles: Readonly<Record<string, HandleId>>) {
     this.uid = ticket.uid;
+    this.handles = handles;
     const m = ticket;
     this.#out = new ByteRingWriter(m.outSab, 0, m.outRingBytes);
     this.#outBuf = Buffer.from(m.outSab, this.#out.u8.byteOffset, m.outRingBytes);
@@ -182,17 +193,24 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       });
       this.#port.unref();
     }
+    this.#layer = new Layer(this, this.#core);
   }
 
-  /** Open the peer a ticket names. A ticket can be opened once. */
-  static open(ticket: PeerTicket): Peer {
+  /**
+   * Open the peer a ticket names. A ticket can be opened once. With no argument: the peer
+   * that bus.spawn() prepared for this worker, with its named nodes and handles.
+   */
+  static open(ticket?: PeerTicket): Peer {
+    let handles: Readonly<Record<string, HandleId>> = NO_NAMES;
+    if (ticket === undefined) ({ ticket, handles } = takeSpawnedTicket());
     checkTicket(ticket, 'Peer.open');
     const ctl = new Int32Array(ticket.inSab, 0, 64);
     if (Atomics.compareExchange(ctl, CTL_OPENED, 0, 1) !== 0) {
       throw invalid('Peer.open: this ticket was already used; ask the bus owner for a new one');
     }
+    Atomics.notify(ctl, CTL_OPENED); // bus.spawn() waits for this
     if (Atomics.load(ctl, CTL_STATE) !== STATE_OPEN) throw shutdown('Peer.open');
-    return new Peer(ticket);
+    return new Peer(ticket, handles);
   }
 
   /** True until close(), disconnection by the coordinator, or bus shutdown. */
@@ -262,25 +280,72 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    * Send `data` (and handles) to one node, or atomically to several (multicast: all or
    * none). Resolves once the coordinator has committed it; rejects with BusError.
    */
-  send(to: HandleId | HandleId[], data: Uint8Array | string, opts?: SendOptions): Promise<void>;
-  send(to: HandleId[], data: Uint8Array | string, opts: MulticastOptions & { partial: true }): Promise<SendReport>;
-  send(to: HandleId | HandleId[], data: Uint8Array | string, opts?: MulticastOptions): Promise<void | SendReport> {
+  send(to: HandleId | HandleId[], data: unknown, opts?: SendOptions): Promise<void>;
+  send(to: HandleId[], data: unknown, opts: MulticastOptions & { partial: true }): Promise<SendReport>;
+  send(to: HandleId | HandleId[], data: unknown, opts?: MulticastOptions): Promise<void | SendReport> {
     try {
       checkOptions(opts, 'send');
-      const partial = opts?.partial === true;
-      const reqId = this.#writeSend('send', to, data, opts?.handles, partial ? SEND_FLAG_PARTIAL : 0);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const partial = opts?.partial === true;
+    if (opts?.wait !== undefined && opts.wait !== false && !partial) return sendWaiting(this.#core, to, data, opts);
+    return this.#sendFlags(to, data, opts?.handles, partial ? SEND_FLAG_PARTIAL : 0);
+  }
+
+  #sendFlags(to: HandleId | HandleId[], data: unknown, handles: HandleId[] | undefined, flags: number): Promise<void | SendReport> {
+    try {
+      const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
+      const reqId = this.#writeSend('send', to, data, handles, flags);
       return this.#expect(reqId, partial ? K_PARTIAL : K_SEND, partial ? (to as HandleId[]).slice() : null) as Promise<void | SendReport>;
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
+  // ---- the everyday layer (src/request.ts, src/topic.ts) --------------------------------
+
+  /** Send a request and resolve with its reply (ETIMEDOUT, ESHUTDOWN, AbortError: see RequestOptions). */
+  request(to: HandleId, data: unknown, opts?: RequestOptions): Promise<Message> {
+    return request(this.#layer, to, data, opts);
+  }
+
+  /** Subscribe at the publisher behind `to`; iterate the events, close() to unsubscribe. */
+  subscribe(to: HandleId, data?: unknown, opts?: SendOptions): Promise<Subscription> {
+    return subscribe(this.#layer, to, data, opts);
+  }
+
+  /** A new, empty set of subscriptions to publish to. */
+  topic(): Topic {
+    return new Topic(this.#layer);
+  }
+
+  /** What the layer may do with this peer's internals; nothing else reaches them. */
+  #core: PeerCore = {
+    send: (to, data, handles, flags) => this.#sendFlags(to, data, handles, flags),
+    recvRing: () => this.#recvRing(),
+    headWord: () => Atomics.load(this.#desc.ctl, RING_HEAD),
+    // Spin first, as recv() does: a reply often lands within microseconds.
+    sleepHead: (seen) => spinWhileEqual(this.#desc.ctl, RING_HEAD, seen, SPIN_LOADS) ? Promise.resolve() : this.#sleepHead(seen),
+    createNodeLater: () => {
+      const reqId = this.#takeReq();
+      this.#writeRecord(OP_CREATE_NODE, new Uint8Array(new Int32Array([reqId, 0]).buffer));
+      return this.#expect(reqId, K_SEND, 'createNode') as Promise<HandleId>; // the verdict's detail is the id
+    },
+    wakeHead: () => Atomics.notify(this.#desc.ctl, RING_HEAD),
+    wakeWord: () => this.#ctl,
+    isOpen: () => this.isOpen,
+    writeWait: (uid, flags) => this.#writeRecord(OP_WAIT, new Uint8Array(new Int32Array([0, uid, flags]).buffer)),
+    // reqId 0: no verdict and no wait; the record is ordered after everything written before it.
+    releaseLater: (h) => this.#writeRecord(OP_RELEASE_HANDLE, new Uint8Array(new Int32Array([0, h]).buffer)),
+  };
+
   /**
    * The high-throughput form of send: no promise per message. Returns the request id;
    * bad arguments throw at once, and every message the coordinator rejects is reported
    * by the next flush() with its id and BusError.
    */
-  post(to: HandleId | HandleId[], data: Uint8Array | string, opts?: SendOptions): number {
+  post(to: HandleId | HandleId[], data: unknown, opts?: SendOptions): number {
     checkOptions(opts, 'post');
     const reqId = this.#writeSend('post', to, data, opts?.handles, SEND_FLAG_STREAM, true);
     this.#lastPost = reqId;
@@ -357,8 +422,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   }
 
   #writeSend(
-    what: string, to: HandleId | HandleId[], data: Uint8Array | string, handles: HandleId[] | undefined,
-    flags: number, block = false, reserveBytes = -1,
+    what: string, to: HandleId | HandleId[], value: unknown, handles: HandleId[] | undefined, flags: number,
+    block = false, reserveBytes = -1,
   ): number {
     this.#assertOpen(what);
     let ndest: number;
@@ -385,12 +450,12 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       if (nh > MAX_HANDLES_PER_MESSAGE) throw invalid(`${what}: at most ${MAX_HANDLES_PER_MESSAGE} handles per message`);
       for (let i = 0; i < nh; i++) checkHandleId(handles[i], what);
     }
-    let plen: number;
+    const enc = encodeValue(value, what);
+    const data = enc.data;
+    flags |= enc.kind << TAG_SHIFT;
     const isString = typeof data === 'string';
-    if (isString) plen = Buffer.byteLength(data, 'utf8');
-    else if (data instanceof Uint8Array) plen = data.byteLength;
-    else throw invalid(`${what}: data must be a Uint8Array or a string`);
-    if (reserveBytes >= 0) plen = reserveBytes; // reserve(): the caller fills the payload in place
+    // reserve(): the caller fills the payload in place afterwards.
+    const plen = reserveBytes >= 0 ? reserveBytes : isString ? Buffer.byteLength(data, 'utf8') : data.byteLength;
     if (plen > this.#maxMessageBytes) {
       throw new BusError('EMSGSIZE', `${what}: message of ${plen} bytes is larger than the bus allows (${this.#maxMessageBytes})`);
     }
@@ -449,6 +514,11 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (this.#closed || Atomics.load(this.#ctl, CTL_STATE) !== STATE_OPEN || this.#coordinatorGone) {
       throw shutdown('recv');
     }
+    return this.#layer.unstash() ?? this.#recvRing();
+  }
+
+  /** The next message from the ring that the layer does not take for itself (replies, events...). */
+  #recvRing(): Message | undefined {
     const desc = this.#desc;
     const i32 = desc.i32;
     for (;;) {
@@ -476,7 +546,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       if (kind === KIND_DATA) {
         const offset = i32[at + D_OFFSET] >>> 0;
         const bytes = i32[at + D_BYTES] >>> 0;
-        const nh = word >>> DESC_NHANDLES_SHIFT;
+        const nh = (word >>> DESC_NHANDLES_SHIFT) & DESC_NHANDLES_MASK;
         let handles: HandleId[] | null = null;
         if (nh > 0) {
           handles = new Array(nh);
@@ -484,13 +554,14 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
           for (let i = 0; i < nh; i++) handles[i] = this.#inI32[hw + i] >>> 0;
         }
         msg = new Message('data', dest, new Uint8Array(this.#inSab, offset, bytes), handles, uid, seq,
-          (word & DESC_CONTINUE) !== 0, this, offset);
+          (word & DESC_CONTINUE) !== 0, this, offset, word >>> TAG_SHIFT, this.#layer);
       } else {
         msg = new Message(kind === KIND_NODE_DESTROY ? 'node-destroy' : 'node-release', dest, null, null, uid, seq,
           (word & DESC_CONTINUE) !== 0, null, 0);
       }
       desc.consume();
       this.#consumed();
+      if (this.#layer.route(msg)) continue;
       return msg;
     }
   }
@@ -508,17 +579,23 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       if (m !== undefined) return m;
       if (signal?.aborted) throw signal.reason;
       if (spinWhileEqual(head, RING_HEAD, seen, SPIN_LOADS)) continue;
-      this.#asyncRecvWaiters++;
-      Atomics.store(head, RING_CONSUMER_SLEEPING, 1);
-      try {
-        const r = sleepWhileEqualAsync(head, RING_HEAD, seen, -1, 1000);
-        if (typeof r !== 'string') {
-          if (signal === undefined) await r;
-          else await abortable(r, signal, () => Atomics.notify(head, RING_HEAD));
-        }
-      } finally {
-        if (--this.#asyncRecvWaiters === 0) Atomics.store(head, RING_CONSUMER_SLEEPING, 0);
+      await this.#sleepHead(seen, signal);
+    }
+  }
+
+  /** One bounded event-loop sleep until the descriptor head moves from `seen`. */
+  async #sleepHead(seen: number, signal?: AbortSignal): Promise<void> {
+    const head = this.#desc.ctl;
+    this.#asyncRecvWaiters++;
+    Atomics.store(head, RING_CONSUMER_SLEEPING, 1);
+    try {
+      const r = sleepWhileEqualAsync(head, RING_HEAD, seen, -1, 1000);
+      if (typeof r !== 'string') {
+        if (signal === undefined) await r;
+        else await abortable(r, signal, () => Atomics.notify(head, RING_HEAD));
       }
+    } finally {
+      if (--this.#asyncRecvWaiters === 0) Atomics.store(head, RING_CONSUMER_SLEEPING, 0);
     }
   }
 
@@ -897,6 +974,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     sleepWhileEqual(ctl, index, seen, flag, Math.min(left, WAIT_CHUNK_MS));
   }
 }
+
+const NO_NAMES: Readonly<Record<string, HandleId>> = Object.freeze({});
 
 function opName(kind: number): string {
   switch (kind) {

@@ -66,7 +66,7 @@ port.on('message', (req: ControlRequest) => {
   try {
     switch (req.op) {
       case 'createPeer': {
-        const { created, port: peerPort } = coordinator.createPeer(req.uid, req.limits);
+        const { created, port: peerPort } = coordinator.createPeer(req.uid, req.limits, req.name);
         const mine = coordinator.peers[coordinator.peers.length - 1].port;
         mine.on('close', () => {
           coordinator.disconnectById(created.peerId, STATE_DISCONNECTED, REASON_THREAD_EXIT);
@@ -88,6 +88,9 @@ port.on('message', (req: ControlRequest) => {
         break;
       case 'usage':
         reply({ id: req.id, ok: true, value: coordinator.usage(req.uid) });
+        break;
+      case 'stats':
+        reply({ id: req.id, ok: true, value: coordinator.stats() });
         break;
       case 'close':
         coordinator.closeAll();

@@ -25,7 +25,7 @@ import {
   KIND_DATA, KIND_NODE_DESTROY, KIND_NODE_RELEASE, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
   D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
   INVALID_HANDLE, CTL_STATE, CTL_BELL, STATE_CLOSED, STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE,
-  align8, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
+  align8, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES, OP_WAIT, SEND_FLAG_WAIT, TAG_MASK,
   DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL,
 } from '../../shared/layout.js';
 import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
@@ -36,6 +36,9 @@ import { Pool, SLOT_RECEIVED, SLOT_QUEUED, MAX_SLOTS_PER_CLASS } from './pool.js
 import { BusNode, Handle } from './nodes.js';
 import { PeerState, type PendingDescriptor } from './peer-state.js';
 import { Users } from './users.js';
+import { Waiters } from './waiters.js';
+import { collectStats, countRefused, countSent } from './stats.js';
+import type { BusStats } from '../stats.js';
 
 export interface CoordinatorConfig {
   userLimits: Limits;
@@ -130,15 +133,24 @@ export class Coordinator {
   private errDetail = 0;
   private errResource = 0;
   private errUid = 0;
+  /** The layer tag of the send being committed (flags' top bits), copied into its descriptors. */
+  private txTag = 0;
+  private readonly waiters: Waiters;
+  /** Peer names given at createPeer (bus.spawn's worker name), for stats. */
+  private readonly names = new Map<number, string>();
 
   constructor(config: CoordinatorConfig) {
     this.config = config;
     this.users = new Users(config.userLimits, config.users, config.quota);
+    this.waiters = new Waiters(this.users, (uid) => {
+      const user = this.users.peek(uid);
+      if (user !== undefined) for (const p of user.peers) this.syncPeer(p);
+    });
   }
 
   // ---- owner operations ---------------------------------------------------------------
 
-  createPeer(uid: number, requested: Partial<Limits> | undefined): { created: PeerCreated; port: MessagePort } {
+  createPeer(uid: number, requested: Partial<Limits> | undefined, name?: string): { created: PeerCreated; port: MessagePort } {
     this.assertOpen();
     const user = this.users.get(uid);
     const userMax = this.users.limitsOf(uid);
@@ -170,6 +182,7 @@ export class Coordinator {
     });
     this.peers.push(peer);
     this.byId.set(peer.id, peer);
+    if (name !== undefined) this.names.set(peer.id, name);
     user.peers.add(peer);
     this.assignBell(peer);
     return {
@@ -229,6 +242,14 @@ export class Coordinator {
     return ledgerUsage(user.ledger);
   }
 
+  /** bus.stats(): receipts accounted first, so that `received` and `queued` are exact. */
+  stats(): BusStats {
+    this.assertOpen();
+    for (const p of this.peers) this.syncPeer(p);
+    this.flushCondemned();
+    return collectStats(this.users.all(), this.peers, this.seq, this.names, (p) => this.waiters.waitingOf(p));
+  }
+
   // ---- the loop body ------------------------------------------------------------------
 
   /** Process requests from every peer whose bell rang or that is still being polled. Returns the records handled. */
@@ -247,6 +268,7 @@ export class Coordinator {
     }
     this.flushCondemned();
     this.deliverWakes();
+    this.waiters.poll();
     return progress;
   }
 
@@ -457,9 +479,15 @@ export class Coordinator {
         if (stream && peer.streamCode !== 0) {
           // Behind a refused post: refused the same way, so that order is kept.
           code = this.fail(peer.streamCode, peer.streamDetail, peer.streamResource, peer.streamUid);
+          countRefused(peer, code);
           break;
         }
         code = this.send(peer, w, len);
+        if (code !== 0) countRefused(peer, code);
+        if ((i32[w + 1] & SEND_FLAG_WAIT) !== 0) {
+          if (code === E_DQUOT) this.waiters.refused(peer, this.errUid);
+          else if (code === 0) this.waiters.passed(peer);
+        }
         if (code !== 0 && stream) {
           peer.streamCode = code;
           peer.streamDetail = this.errDetail;
@@ -470,6 +498,10 @@ export class Coordinator {
       }
       case OP_RESUME:
         peer.streamCode = 0;
+        break;
+      case OP_WAIT:
+        if (len < 12) return Dispatch.Violation;
+        this.waiters.wait(peer, i32[w + 1] >>> 0, i32[w + 2]);
         break;
       case OP_CREATE_NODE:
         code = this.createNode(peer);
@@ -558,6 +590,7 @@ export class Coordinator {
     const ndest = i32[w + 2] >>> 0;
     const nh = i32[w + 3] >>> 0;
     const plen = i32[w + 4] >>> 0;
+    this.txTag = flags & TAG_MASK;
     if (len < SEND_HEADER_WORDS * 4) return this.fail(E_INVAL, 0);
     // ndest 0 is bus1's empty transaction: validated like any send, it delivers and charges nothing.
     if (ndest > MAX_DESTINATIONS || nh > MAX_HANDLES_PER_MESSAGE) return this.fail(E_INVAL, 0);
@@ -621,6 +654,7 @@ export class Coordinator {
         }
         if (!ok) {
           this.writeVerdict(sender, i32[w] >>> 0, this.errCode, this.errResource, destIds[i], this.errUid);
+          countRefused(sender, this.errCode);
         }
         any ||= ok;
       }
@@ -763,7 +797,8 @@ export class Coordinator {
         target.inI32[hw++] = th.id;
       }
     }
-    const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT);
+    const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT) | this.txTag;
+    countSent(sender, bytes);
     this.queueDescriptor(target, kindWord, node.ownerHandle.id, seq, sender.uid, offset, plen, slot, handlesCharged, list, null);
   }
 
@@ -1070,6 +1105,8 @@ export class Coordinator {
     if (!peer.open) return;
     this.flushRun();
     peer.syncConsumed();
+    this.waiters.forget(peer);
+    this.names.delete(peer.id);
     // Closed first, so that its own nodes' destruction queues nothing to it.
     peer.open = false;
     this.destroyNodes([...peer.ownedNodes]);

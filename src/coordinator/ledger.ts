@@ -80,6 +80,8 @@ export class Ledger {
   private lastShare: Float64Array | undefined = undefined;
   private readonly sharersByResource = this.words.subarray(4 * RESOURCE_COUNT, 5 * RESOURCE_COUNT);
   private sharersAny = 0;
+  /** Bumped whenever something is given back (receipt, discharge, release): waiting sends watch it (waiters.ts). */
+  giveBacks = 0;
 
   [CS_STAMP] = 0;
   [CS_SLOT] = 0;
@@ -202,12 +204,14 @@ export class Ledger {
   /** A receive: (m, h, b) stop being in flight from `sender` and stay charged until released. */
   commit(sender: number, m: number, h: number, b: number): void {
     this.leaveFlight('commit', sender, m, h, b);
+    this.giveBacks++;
   }
 
   /** Dropped unreceived: (m, h, b) leave flight and return to remaining. */
   discharge(sender: number, m: number, h: number, b: number): void {
     this.leaveFlight('discharge', sender, m, h, b);
     addInto(this.remaining, m, h, b);
+    this.giveBacks++;
   }
 
   /** Received resources given back (SLICE_RELEASE, HANDLE_RELEASE). */
@@ -228,6 +232,7 @@ export class Ledger {
       }
     }
     addInto(rem, m, h, b);
+    this.giveBacks++;
   }
 
   /** Charge straight to "received" (an owner's handle transfer: nothing is in flight to commit later). The caller has checked.

@@ -27,6 +27,7 @@ import type { Ledger } from './ledger.js';
 import { Pool } from './pool.js';
 import type { BusNode, Handle } from './nodes.js';
 import type { UserState } from './users.js';
+import { Counters, countReceived } from './stats.js';
 
 /** A descriptor not yet in the ring (held back because the ring was full). */
 export interface PendingDescriptor {
@@ -68,6 +69,7 @@ export class PeerState {
   readonly pool: Pool;
   readonly port: MessagePort;
 
+  readonly stats = new Counters();
   readonly handles = new Map<number, Handle>();
   readonly ownedNodes = new Set<BusNode>();
   nextHandleId = 1;
@@ -223,6 +225,7 @@ export class PeerState {
   private commitRun(uid: number, m: number, h: number, b: number): void {
     this.user.ledger.commit(uid, m, h, b);
     this.ledger.commit(uid, m, h, b);
+    countReceived(this, m, b);
   }
 
   /** Withdraw an unread node-release (bus1: cancelled when a new holder appears first). */

@@ -8,6 +8,7 @@
 import { Ledger, type Limits } from './ledger.js';
 import type { QuotaRule } from './quota.js';
 import type { PeerState } from './peer-state.js';
+import { Counters } from './stats.js';
 
 export const DEFAULT_USER_LIMITS: Limits = { messages: 16384, handles: 65536, bytes: 16 * 1024 * 1024 };
 
@@ -15,6 +16,7 @@ export class UserState {
   readonly uid: number;
   readonly ledger: Ledger;
   readonly peers = new Set<PeerState>();
+  readonly stats = new Counters();
 
   constructor(uid: number, max: Limits, rule: QuotaRule) {
     this.uid = uid;
@@ -49,5 +51,9 @@ export class Users {
 
   peek(uid: number): UserState | undefined {
     return this.byUid.get(uid);
+  }
+
+  all(): IterableIterator<UserState> {
+    return this.byUid.values();
   }
 }

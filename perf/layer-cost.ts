@@ -1,0 +1,251 @@
+/*
+ * What the everyday layer costs: request/reply and publish through the layer's API,
+ * against the primitive round trip and the primitive partial multicast, in the same run.
+ *
+ *   node dist/perf/layer-cost.js [--quick] [--json FILE]
+ *
+ * Workloads (64-byte Uint8Array payloads; one request in flight; every peer in its own
+ * worker made by bus.spawn):
+ *   request-reply   primitive: client send() to the service's node, the service send()s
+ *                   back to the client's inbox, the client recv()s. layer: client
+ *                   request(), the service msg.reply(). Figure: microseconds per round trip.
+ *   pubsub          primitive: the publisher send(handles, data, { partial: true }) to 8
+ *                   subscriber nodes. layer: topic.publish() to 8 subscriptions. Each
+ *                   publish is awaited; subscribers read and release everything.
+ *                   Figure: microseconds per publish.
+ * Each (workload, form) pair runs `runs` times alternately, after a warm-up; the median
+ * is reported with the layer's overhead in percent (target: at most 20).
+ *
+ * Standalone: this file is both the driver (main thread) and the workers (by role).
+ */
+
+import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
+import { writeFileSync } from 'node:fs';
+import { Bus, Peer, type NodeRef, type Spawned } from '../src/index.js';
+
+const PAYLOAD = new Uint8Array(64).fill(7);
+const SUBSCRIBERS = 8;
+
+type Role = 'service-raw' | 'service-layer' | 'client-raw' | 'client-layer' | 'sub-raw' | 'sub-layer' | 'pub-raw' | 'pub-layer';
+
+
+// ---- workers ---------------------------------------------------------------------------
+
+/**
+ * A message from the driver: `ping` (answered with { ready } once the role is set up:
+ * messages queue on the worker's port until it listens, so none is lost), or a batch of
+ * `n` operations; `to` names the target when it could not be given at spawn.
+ */
+interface Batch { n: number; to?: number; ping?: true }
+
+/** Answer pings from now on (the role is ready). */
+function ready(port: import('node:worker_threads').MessagePort): void {
+  port.on('message', (m: Batch) => { if (m.ping) port.postMessage({ ready: true }); });
+}
+
+async function worker(): Promise<void> {
+  const { role } = workerData as { role: Role };
+  const peer = Peer.open();
+  const port = parentPort!;
+  const h = peer.handles;
+  switch (role) {
+    case 'service-raw':
+      for await (const m of peer) {
+        if (m.type !== 'data') continue;
+        m.release();
+        await peer.send(h.client, PAYLOAD);
+      }
+      return;
+    case 'service-layer':
+      for await (const m of peer) {
+        m.release();
+        if (m.isRequest) await m.reply(PAYLOAD);
+      }
+      return;
+    case 'client-raw':
+    case 'client-layer': {
+      const layer = role === 'client-layer';
+      port.on('message', async ({ n, to, ping }: Batch) => {
+        if (ping) return;
+        const svc = to ?? h.svc;
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          if (layer) {
+            (await peer.request(svc, PAYLOAD)).release();
+          } else {
+            await peer.send(svc, PAYLOAD);
+            (await peer.recv()).release();
+          }
+        }
+        port.postMessage({ us: ((performance.now() - t0) * 1000) / n });
+      });
+      ready(port);
+      return;
+    }
+    case 'sub-raw':
+      ready(port);
+      for await (const m of peer) m.release();
+      return;
+    case 'sub-layer': {
+      const sub = await peer.subscribe(h.pub, 'hi');
+      ready(port);
+      for await (const m of sub) m.release();
+      return;
+    }
+    case 'pub-raw':
+    case 'pub-layer': {
+      const layer = role === 'pub-layer';
+      const topic = peer.topic();
+      if (layer) {
+        void (async () => {
+          for await (const m of peer) {
+            if (m.isSubscribe) topic.add(m);
+            m.release();
+          }
+        })();
+      }
+      const dests = Object.keys(h).filter((k) => k.startsWith('sub')).map((k) => h[k]);
+      port.on('message', async ({ n, ping }: Batch) => {
+        if (ping) return;
+        if (n === 0) {
+          port.postMessage({ size: layer ? topic.size : dests.length });
+          return;
+        }
+        let delivered = 0;
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          if (layer) delivered += (await topic.publish(PAYLOAD)).delivered;
+          else delivered += (await peer.send(dests, PAYLOAD, { partial: true })).delivered.length;
+        }
+        port.postMessage({ us: ((performance.now() - t0) * 1000) / n, delivered: delivered / n });
+      });
+      ready(port);
+      return;
+    }
+  }
+}
+
+// ---- driver ----------------------------------------------------------------------------
+
+/** The next message from `w` that has `key`. */
+function next<T>(w: Worker, key: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const on = (m: Record<string, unknown>) => {
+      if (!(key in m)) return;
+      w.off('message', on);
+      w.off('error', reject);
+      resolve(m as T);
+    };
+    w.on('message', on);
+    w.once('error', reject);
+  });
+}
+
+const SELF = new URL(import.meta.url);
+
+/** Until the worker's role is set up. */
+function isReady(s: Spawned): Promise<unknown> {
+  s.worker.postMessage({ ping: true });
+  return next(s.worker, 'ready');
+}
+
+async function spawn(bus: Bus, uid: number, role: Role, opts: { nodes?: string[]; handles?: Record<string, NodeRef> } = {}): Promise<Spawned> {
+  return bus.spawn(SELF, { uid, workerData: { role }, ...opts, name: role });
+}
+
+/** The peers of one form of one workload: `driver` runs the timed batches; `to` is sent with each. */
+interface Setup { driver: Spawned; all: Spawned[]; to?: number }
+
+async function reqrep(bus: Bus, layer: boolean): Promise<Setup> {
+  if (layer) {
+    const svc = await spawn(bus, 100, 'service-layer', { nodes: ['rpc'] });
+    const client = await spawn(bus, 200, 'client-layer', { handles: { svc: svc.nodes.rpc } });
+    await isReady(client);
+    return { driver: client, all: [svc, client] };
+  }
+  // Each side holds the other's node: the client's inbox first, the service's node handed over after.
+  const client = await spawn(bus, 200, 'client-raw', { nodes: ['inbox'] });
+  await isReady(client);
+  const svc = await spawn(bus, 100, 'service-raw', { nodes: ['rpc'], handles: { client: client.nodes.inbox } });
+  const to = await bus.transferHandle(svc.ticket, svc.nodes.rpc, client.ticket);
+  return { driver: client, all: [svc, client], to };
+}
+
+async function pubsub(bus: Bus, layer: boolean): Promise<Setup> {
+  const subs: Spawned[] = [];
+  if (layer) {
+    const pub = await spawn(bus, 100, 'pub-layer', { nodes: ['events'] });
+    await isReady(pub);
+    for (let i = 0; i < SUBSCRIBERS; i++) {
+      const s = await spawn(bus, 200 + i, 'sub-layer', { handles: { pub: pub.nodes.events } });
+      await isReady(s);
+      subs.push(s);
+    }
+    for (;;) {
+      pub.worker.postMessage({ n: 0 });
+      if ((await next<{ size: number }>(pub.worker, 'size')).size === SUBSCRIBERS) break;
+    }
+    return { driver: pub, all: [pub, ...subs] };
+  }
+  const handles: Record<string, NodeRef> = {};
+  for (let i = 0; i < SUBSCRIBERS; i++) {
+    const s = await spawn(bus, 200 + i, 'sub-raw', { nodes: ['inbox'] });
+    await isReady(s);
+    subs.push(s);
+    handles[`sub${i}`] = s.nodes.inbox;
+  }
+  const pub = await spawn(bus, 100, 'pub-raw', { handles });
+  await isReady(pub);
+  return { driver: pub, all: [pub, ...subs] };
+}
+
+/** `runs` timed batches of `ops` operations after a warm-up; microseconds per operation of each. */
+async function measure(make: (bus: Bus) => Promise<Setup>, ops: number, runs: number): Promise<number[]> {
+  const bus = await Bus.start();
+  const { driver, all, to } = await make(bus);
+  const out: number[] = [];
+  try {
+    driver.worker.postMessage({ n: Math.max(10, ops >> 2), to });
+    await next(driver.worker, 'us');
+    for (let r = 0; r < runs; r++) {
+      driver.worker.postMessage({ n: ops, to });
+      out.push((await next<{ us: number }>(driver.worker, 'us')).us);
+    }
+  } finally {
+    await Promise.all(all.map((s) => s.worker.terminate()));
+    await bus.close();
+  }
+  return out;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const jsonAt = process.argv.indexOf('--json');
+  const ops = quick ? 500 : 5000;
+  const runs = quick ? 3 : 5;
+  const rows: Array<{ workload: string; primitiveUs: number; layerUs: number; overheadPct: number; primitiveRuns: number[]; layerRuns: number[] }> = [];
+  for (const [workload, make] of [['request-reply', reqrep], ['pubsub', pubsub]] as const) {
+    // Alternate the forms so that both see the same machine state.
+    const prim: number[] = [];
+    const lay: number[] = [];
+    for (let round = 0; round < 2; round++) {
+      prim.push(...await measure((bus) => make(bus, false), ops, runs));
+      lay.push(...await measure((bus) => make(bus, true), ops, runs));
+    }
+    const p = median(prim), l = median(lay);
+    rows.push({ workload, primitiveUs: p, layerUs: l, overheadPct: ((l - p) / p) * 100, primitiveRuns: prim, layerRuns: lay });
+  }
+  console.log('workload        primitive us/op   layer us/op   layer overhead');
+  for (const r of rows) {
+    console.log(`${r.workload.padEnd(16)}${r.primitiveUs.toFixed(2).padStart(15)}${r.layerUs.toFixed(2).padStart(14)}${(r.overheadPct.toFixed(1) + ' %').padStart(17)}`);
+  }
+  if (jsonAt > 0) writeFileSync(process.argv[jsonAt + 1], JSON.stringify({ ops, runs, rows }, null, 2));
+}
+
+if (isMainThread) await main();
+else await worker();

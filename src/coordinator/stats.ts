@@ -1,0 +1,82 @@
+/*
+ * The coordinator's counters behind bus.stats() (src/stats.ts has their meaning). One
+ * Counters object per peer and per user, bumped where the work happens: a delivery (in
+ * Coordinator.deliver), a receipt (PeerState.syncConsumed), a refusal (dispatch). Nothing
+ * is computed by scanning queues: queued and pending come straight from the ledgers'
+ * own totals. A user's counters outlive its peers, like its ledger. Coordinator thread only;
+ * bumping allocates nothing.
+ */
+
+import { ERROR_CODES } from '../errors.js';
+import { MESSAGES } from './ledger.js';
+import type { Ledger } from './ledger.js';
+import type { PeerState } from './peer-state.js';
+import type { UserState } from './users.js';
+import type { BusStats, PeerStats, UidStats } from '../stats.js';
+
+export class Counters {
+  sent = 0;
+  received = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
+  /** By wire code (index = code number). */
+  readonly refused = new Float64Array(ERROR_CODES.length + 1);
+}
+
+/** A delivery of `bytes` (as charged) from `sender`. */
+export function countSent(sender: PeerState, bytes: number): void {
+  const p = sender.stats, u = sender.user.stats;
+  p.sent++;
+  p.bytesSent += bytes;
+  u.sent++;
+  u.bytesSent += bytes;
+}
+
+export function countReceived(peer: PeerState, messages: number, bytes: number): void {
+  const p = peer.stats, u = peer.user.stats;
+  p.received += messages;
+  p.bytesReceived += bytes;
+  u.received += messages;
+  u.bytesReceived += bytes;
+}
+
+export function countRefused(sender: PeerState, code: number): void {
+  sender.stats.refused[code]++;
+  sender.user.stats.refused[code]++;
+}
+
+/** Messages charged in flight, and received but not released, by one ledger's totals. */
+function queuedOf(l: Ledger): number {
+  return l.inflight[MESSAGES];
+}
+
+function pendingOf(l: Ledger): number {
+  return l.max[MESSAGES] - l.remaining[MESSAGES] - l.inflight[MESSAGES];
+}
+
+export function collectStats(
+  users: Iterable<UserState>, peers: readonly PeerState[], seq: number, names: ReadonlyMap<number, string>,
+  waiting: (p: PeerState) => number,
+): BusStats {
+  const byUid: Record<number, UidStats> = {};
+  for (const u of users) {
+    const c = u.stats;
+    // Every code, zeros included, so that a reader can use refused.EDQUOT without a default.
+    const refused = {} as UidStats['refused'];
+    for (let i = 1; i < c.refused.length; i++) refused[ERROR_CODES[i - 1]] = c.refused[i];
+    byUid[u.uid] = {
+      sent: c.sent, received: c.received, bytesSent: c.bytesSent, bytesReceived: c.bytesReceived, refused,
+      queued: queuedOf(u.ledger),
+    };
+  }
+  const byPeer: PeerStats[] = peers.map((p) => {
+    const s: PeerStats = {
+      peerId: p.id, uid: p.uid, sent: p.stats.sent, received: p.stats.received,
+      queued: queuedOf(p.ledger), pending: pendingOf(p.ledger), waiting: waiting(p),
+    };
+    const name = names.get(p.id);
+    if (name !== undefined) s.name = name;
+    return s;
+  });
+  return { peers: peers.length, seq, byUid, byPeer };
+}
