@@ -33,8 +33,8 @@ import { codeNumber, type BusErrorCode, BusError } from '../errors.js';
 import { ChargeSet, Ledger, MESSAGES, HANDLES, BYTES, type Limits } from './ledger.js';
 import type { QuotaRule } from './quota.js';
 import { Pool, SLOT_RECEIVED, SLOT_QUEUED, MAX_SLOTS_PER_CLASS } from './pool.js';
-import { BusNode, Handle } from './nodes.js';
-import { PeerState, type PendingDescriptor } from './peer-state.js';
+import { BusNode as NewNode, Handle as NewHandle } from './nodes.js';
+import { PeerState, type PendingDescriptor, type BusNode, type Handle } from './peer-state.js';
 import { Users } from './users.js';
 import { Waiters } from './waiters.js';
 import { collectStats, countRefused, countSent } from './stats.js';
@@ -102,7 +102,7 @@ export class Coordinator {
   /** The doorbell counter seen before the last beginSleep() check; the wait is on it. */
   sleepSeen = 0;
   private readonly byId = new Map<number, PeerState>();
-  private readonly users: Users;
+  private readonly users: Users<PeerState>;
   private readonly config: CoordinatorConfig;
   private nextPeerId = 1;
   private seq = 0;
@@ -806,7 +806,7 @@ export class Coordinator {
   private install(peer: PeerState, node: BusNode): Handle {
     let h = node.holders.get(peer);
     if (h === undefined) {
-      h = new Handle(peer.nextHandleId++, node, peer);
+      h = new NewHandle(peer.nextHandleId++, node, peer);
       node.holders.set(peer, h);
       peer.handles.set(h.id, h);
       if (peer !== node.owner) node.owner.cancelRelease(node);
@@ -945,7 +945,7 @@ export class Coordinator {
     if (!this.checkOrSync(peer, peer.uid, 0, 1, 0)) return this.errCode;
     peer.user.ledger.chargeCommitted(peer.uid, 0, 1, 0);
     peer.ledger.chargeCommitted(peer.uid, 0, 1, 0);
-    const node = new BusNode(peer);
+    const node = new NewNode(peer);
     const h = this.install(peer, node);
     node.ownerHandle = h;
     peer.ownedNodes.add(node);
