@@ -33,13 +33,14 @@ export class Descriptors {
     target: PeerState, kindWord: number, dest: number, seq: number, uid: number, offset: number, bytes: number,
     slot: number, handlesCharged: number, list: Handle[] | null, node: BusNode | null,
   ): void {
+    const core = this.core;
     if (target.overflow.length === 0) {
       const pos = target.desc.position;
       const at = target.desc.reserve();
       if (at >= 0) {
         this.writeDescriptor(target, pos, at, kindWord, dest, seq, uid, offset, bytes, slot, handlesCharged, list);
         if (node !== null) node.releasePosition = pos;
-        this.core.markDirty(target);
+        core.markDirty(target);
         return;
       }
     }
@@ -49,7 +50,7 @@ export class Descriptors {
     target.overflow.push(d);
     this.bells.poll(target);
     if (node !== null) node.releaseOverflow = d;
-    if (target.overflow.length > OVERFLOW_FACTOR * target.desc.slots) this.core.condemned.push(target);
+    if (target.overflow.length > OVERFLOW_FACTOR * target.desc.slots) core.condemned.push(target);
   }
 
   writeDescriptor(
@@ -75,6 +76,7 @@ export class Descriptors {
   }
 
   flushOverflow(peer: PeerState): number {
+    const core = this.core;
     let moved = 0;
     const q = peer.overflow;
     while (moved < q.length) {
@@ -91,8 +93,8 @@ export class Descriptors {
     }
     if (moved > 0) {
       q.splice(0, moved);
-      this.core.markDirty(peer);
-      this.core.publishDirty();
+      core.markDirty(peer);
+      core.publishDirty();
     }
     return moved;
   }

@@ -34,11 +34,12 @@ export class Disconnects {
    * every charge back), release its handles, and cut it off. Idempotent.
    */
   disconnect(peer: PeerState, state: number, reason: number): void {
+    const core = this.core;
     if (!peer.open) return;
-    this.core.flushRun();
+    core.flushRun();
     peer.syncConsumed();
-    this.core.waiters.forget(peer);
-    this.core.names.delete(peer.id);
+    core.waiters.forget(peer);
+    core.names.delete(peer.id);
     // Closed first, so that its own nodes' destruction queues nothing to it.
     peer.open = false;
     this.handles.destroyNodes([...peer.ownedNodes]);
@@ -77,11 +78,11 @@ export class Disconnects {
     }
     peer.user.peers.delete(peer);
     this.bells.dropBell(peer);
-    const at = this.core.peers.indexOf(peer);
-    if (at >= 0) this.core.peers.splice(at, 1);
-    this.core.byId.delete(peer.id);
+    const at = core.peers.indexOf(peer);
+    if (at >= 0) core.peers.splice(at, 1);
+    core.byId.delete(peer.id);
     peer.shutDown(state, reason);
-    this.core.publishDirty();
+    core.publishDirty();
     peer.port.close();
   }
 
@@ -97,22 +98,24 @@ export class Disconnects {
 
   /** bus.close(): every peer sees ESHUTDOWN from now on. */
   closeAll(): void {
-    if (this.core.closed) return;
-    for (const peer of [...this.core.peers]) {
+    const core = this.core;
+    if (core.closed) return;
+    for (const peer of [...core.peers]) {
       // Mark first so that no node-destroy is queued to peers that are going away too.
       peer.shutDown(STATE_BUS_CLOSED, REASON_NONE);
     }
-    for (const peer of [...this.core.peers]) peer.port.close();
-    this.core.peers.length = 0;
-    this.core.byId.clear();
-    this.core.closed = true;
+    for (const peer of [...core.peers]) peer.port.close();
+    core.peers.length = 0;
+    core.byId.clear();
+    core.closed = true;
     // Anyone still ringing the doorbell wakes a coordinator that is gone; harmless.
     Atomics.notify(this.bells.doorbellI32, BELL_COUNTER);
   }
 
   flushCondemned(): void {
-    while (this.core.condemned.length > 0) {
-      const p = this.core.condemned.pop()!;
+    const core = this.core;
+    while (core.condemned.length > 0) {
+      const p = core.condemned.pop()!;
       this.disconnect(p, STATE_DISCONNECTED, REASON_PROTOCOL);
     }
   }

@@ -50,6 +50,7 @@ export class Dispatcher {
   }
 
   processPeer(peer: PeerState): number {
+    const core = this.core;
     peer.stalled = false;
     let n = 0;
     const out = peer.out;
@@ -70,18 +71,19 @@ export class Dispatcher {
       }
       if (!peer.open) return n;
     }
-    this.core.flushRun();
+    core.flushRun();
     if (n > 0) {
       // A producer waiting for space is woken once half the ring is free: waking it for a
       // few bytes would cost a futex call per batch.
       if (out.release() && out.used() <= out.capacity / 2) out.wakeProducer();
-      this.core.markDirty(peer);
-      this.core.publishDirty();
+      core.markDirty(peer);
+      core.publishDirty();
     }
     return n;
   }
 
   dispatch(peer: PeerState, op: number, off: number, len: number): Dispatch {
+    const core = this.core;
     const i32 = peer.out.i32;
     const w = off >> 2;
     if (len < 4) return Dispatch.Violation;
@@ -89,7 +91,7 @@ export class Dispatcher {
     // Receipts first: a handle that arrived in a message this peer has since received is
     // usable by its next request, and a slice it received may be released. The peer
     // publishes its tail before writing such a request, so one look here is enough.
-    if (this.core.runTarget !== null && (op !== OP_SEND || this.core.runTarget === peer)) this.core.flushRun();
+    if (core.runTarget !== null && (op !== OP_SEND || core.runTarget === peer)) core.flushRun();
     if (!peer.syncConsumed()) return Dispatch.Violation;
     // A request may only start when its verdicts are sure to fit (one per refused
     // destination of a partial multicast, else one).
@@ -113,21 +115,21 @@ export class Dispatcher {
         const stream = len >= 8 && (i32[w + 1] & SEND_FLAG_STREAM) !== 0;
         if (stream && peer.streamCode !== 0) {
           // Behind a refused post: refused the same way, so that order is kept.
-          code = this.core.fail(peer.streamCode, peer.streamDetail, peer.streamResource, peer.streamUid);
+          code = core.fail(peer.streamCode, peer.streamDetail, peer.streamResource, peer.streamUid);
           countRefused(peer, code);
           break;
         }
         code = this.tx.send(peer, w, len);
         if (code !== 0) countRefused(peer, code);
         if ((i32[w + 1] & SEND_FLAG_WAIT) !== 0) {
-          if (code === E_DQUOT) this.core.waiters.refused(peer, this.core.errUid);
-          else if (code === 0) this.core.waiters.passed(peer);
+          if (code === E_DQUOT) core.waiters.refused(peer, core.errUid);
+          else if (code === 0) core.waiters.passed(peer);
         }
         if (code !== 0 && stream) {
           peer.streamCode = code;
-          peer.streamDetail = this.core.errDetail;
-          peer.streamResource = this.core.errResource;
-          peer.streamUid = this.core.errUid;
+          peer.streamDetail = core.errDetail;
+          peer.streamResource = core.errResource;
+          peer.streamUid = core.errUid;
         }
         break;
       }
@@ -136,12 +138,12 @@ export class Dispatcher {
         break;
       case OP_WAIT:
         if (len < 12) return Dispatch.Violation;
-        this.core.waiters.wait(peer, i32[w + 1] >>> 0, i32[w + 2]);
+        core.waiters.wait(peer, i32[w + 1] >>> 0, i32[w + 2]);
         break;
       case OP_CREATE_NODE:
         code = this.handles.createNode(peer);
         if (code === 0) {
-          this.verdicts.writeVerdict(peer, reqId, 0, 0, this.core.errDetail, 0);
+          this.verdicts.writeVerdict(peer, reqId, 0, 0, core.errDetail, 0);
           this.verdicts.ack(peer, reqId);
           return Dispatch.Done;
         }
@@ -191,13 +193,13 @@ export class Dispatcher {
         // Closed before the ack is seen, so that close() resolving means closed.
         Atomics.store(peer.ctl, CTL_STATE, STATE_CLOSED);
         this.verdicts.ack(peer, reqId);
-        this.core.publishDirty();
+        core.publishDirty();
         this.disc.disconnect(peer, STATE_CLOSED, REASON_NONE);
         return Dispatch.Done;
       default:
         return Dispatch.Violation;
     }
-    if (code !== 0) this.verdicts.writeVerdict(peer, reqId, code, this.core.errResource, this.core.errDetail, this.core.errUid);
+    if (code !== 0) this.verdicts.writeVerdict(peer, reqId, code, core.errResource, core.errDetail, core.errUid);
     this.verdicts.ack(peer, reqId);
     return Dispatch.Done;
   }

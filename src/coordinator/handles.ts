@@ -34,9 +34,10 @@ export class Handles {
 
   /** bus.createNode(ticket): a node owned by `peer`; returns the owner's handle id. */
   ownerCreateNode(peer: PeerState): number {
+    const core = this.core;
     const code = this.createNode(peer);
-    if (code !== 0) throw this.core.lastError('createNode');
-    return this.core.errDetail;
+    if (code !== 0) throw core.lastError('createNode');
+    return core.errDetail;
   }
 
   /** bus1 HANDLE_TRANSFER: copy `from`'s handle to `to`; returns `to`'s id. */
@@ -76,23 +77,25 @@ export class Handles {
 
   /** Create a node owned by `peer`; on success errDetail holds the owner's handle id. */
   createNode(peer: PeerState): number {
-    if (!this.receipts.checkOrSync(peer, peer.uid, 0, 1, 0)) return this.core.errCode;
+    const core = this.core;
+    if (!this.receipts.checkOrSync(peer, peer.uid, 0, 1, 0)) return core.errCode;
     peer.user.ledger.chargeCommitted(peer.uid, 0, 1, 0);
     peer.ledger.chargeCommitted(peer.uid, 0, 1, 0);
     const node = new NewNode(peer);
     const h = this.install(peer, node);
     node.ownerHandle = h;
     peer.ownedNodes.add(node);
-    this.core.errDetail = h.id;
+    core.errDetail = h.id;
     return 0;
   }
 
   releaseHandle(peer: PeerState, id: number): number {
+    const core = this.core;
     const h = peer.handles.get(id);
-    if (h === undefined || h.refs - h.refsInFlight <= 0) return this.core.fail(E_NXIO, id);
+    if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
     const node = h.node;
     // The owner's references carried in messages it has not received yet are not its own yet.
-    if (!node.destroyed && node.owner === peer && h.refs - h.refsInFlight === 1) return this.core.fail(E_BUSY, id);
+    if (!node.destroyed && node.owner === peer && h.refs - h.refsInFlight === 1) return core.fail(E_BUSY, id);
     h.refs--;
     peer.user.ledger.release(0, 1, 0);
     peer.ledger.release(0, 1, 0);
@@ -122,17 +125,18 @@ export class Handles {
   }
 
   destroyNodesRequest(peer: PeerState, w: number, n: number): number {
+    const core = this.core;
     const i32 = peer.out.i32;
-    const epoch = ++this.core.epoch;
+    const epoch = ++core.epoch;
     const nodes = this.txNodes;
     nodes.length = 0;
     for (let i = 0; i < n; i++) {
       const id = i32[w + i] >>> 0;
       const h = peer.handles.get(id);
-      if (h === undefined || h.refs - h.refsInFlight <= 0) return this.core.fail(E_NXIO, id);
-      if (h.node.owner !== peer) return this.core.fail(E_REMOTE, id);
-      if (h.node.destroyed) return this.core.fail(E_STALE, id);
-      if (h.node.txMark === epoch) return this.core.fail(E_NOTUNIQ, id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
+      if (h.node.owner !== peer) return core.fail(E_REMOTE, id);
+      if (h.node.destroyed) return core.fail(E_STALE, id);
+      if (h.node.txMark === epoch) return core.fail(E_NOTUNIQ, id);
       h.node.txMark = epoch;
       nodes.push(h.node);
     }
@@ -142,8 +146,9 @@ export class Handles {
 
   /** One transaction: every holder of every node (owner included) learns of the destruction. */
   destroyNodes(nodes: BusNode[]): void {
+    const core = this.core;
     if (nodes.length === 0) return;
-    const seq = ++this.core.seq;
+    const seq = ++core.seq;
     // Group notifications per holder so that `continue` links a holder's consecutive ones.
     const perHolder = new Map<PeerState, number[]>();
     for (const node of nodes) {
@@ -163,6 +168,6 @@ export class Handles {
         this.descriptors.queueDescriptor(holder, kind, ids[i], seq, nodes[0].owner.uid, 0, 0, -1, 0, null, null);
       }
     }
-    this.core.publishDirty();
+    core.publishDirty();
   }
 }

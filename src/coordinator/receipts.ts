@@ -24,13 +24,15 @@ export class Receipts {
 
   /** Account receipts of `peer`; a peer whose tail is impossible is condemned. */
   syncPeer(peer: PeerState): void {
-    if (peer === this.core.runTarget) this.core.flushRun();
-    if (peer.open && !peer.syncConsumed()) this.core.condemned.push(peer);
+    const core = this.core;
+    if (peer === core.runTarget) core.flushRun();
+    if (peer.open && !peer.syncConsumed()) core.condemned.push(peer);
   }
 
   checkOrSync(target: PeerState, senderUid: number, m: number, h: number, b: number): boolean {
+    const core = this.core;
     for (let attempt = 0; attempt < 2; attempt++) {
-      const cs = this.core.charges;
+      const cs = core.charges;
       cs.reset(senderUid);
       cs.add(target.user.ledger, m, h, b);
       cs.add(target.ledger, m, h, b);
@@ -40,7 +42,7 @@ export class Receipts {
         for (const p of target.user.peers) this.syncPeer(p);
         continue;
       }
-      this.core.fail(E_DQUOT, 0, refused.resource, refused.ledger.owner);
+      core.fail(E_DQUOT, 0, refused.resource, refused.ledger.owner);
     }
     return false;
   }

@@ -1,7 +1,7 @@
 /*
  * The coordinator's counters behind bus.stats() (src/stats.ts has their meaning). One
  * Counters object per peer and per user, bumped where the work happens: a delivery (in
- * Coordinator.deliver), a receipt (PeerState.syncConsumed), a refusal (dispatch). Nothing
+ * Transactions.deliver), a receipt (PeerState.syncConsumed), a refusal (dispatch). Nothing
  * is computed by scanning queues: queued and pending come straight from the ledgers'
  * own totals. A user's counters outlive its peers, like its ledger. Coordinator thread only;
  * bumping allocates nothing.

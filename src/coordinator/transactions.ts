@@ -50,28 +50,29 @@ export class Transactions {
   }
 
   send(sender: PeerState, w: number, len: number): number {
+    const core = this.core;
     const i32 = sender.out.i32;
     const flags = i32[w + 1];
     const ndest = i32[w + 2] >>> 0;
     const nh = i32[w + 3] >>> 0;
     const plen = i32[w + 4] >>> 0;
     this.txTag = flags & TAG_MASK;
-    if (len < SEND_HEADER_WORDS * 4) return this.core.fail(E_INVAL, 0);
+    if (len < SEND_HEADER_WORDS * 4) return core.fail(E_INVAL, 0);
     // ndest 0 is bus1's empty transaction: validated like any send, it delivers and charges nothing.
-    if (ndest > MAX_DESTINATIONS || nh > MAX_HANDLES_PER_MESSAGE) return this.core.fail(E_INVAL, 0);
-    if (plen > this.core.config.maxMessageBytes) return this.core.fail(E_MSGSIZE, plen);
+    if (ndest > MAX_DESTINATIONS || nh > MAX_HANDLES_PER_MESSAGE) return core.fail(E_INVAL, 0);
+    if (plen > core.config.maxMessageBytes) return core.fail(E_MSGSIZE, plen);
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
-    if (idsBytes + plen > len) return this.core.fail(E_INVAL, 0);
+    if (idsBytes + plen > len) return core.fail(E_INVAL, 0);
     const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
     if (ndest === 1 && nh === 0 && !partial) {
       const r = this.sendUnicast(sender, w, plen, idsBytes);
       if (r >= 0) return r;
       // Refused by the quick check: the general path below gives the exact verdict.
     }
-    this.core.flushRun();
+    core.flushRun();
 
     // Resolve destinations: all checks before any change.
-    const epoch = ++this.core.epoch;
+    const epoch = ++core.epoch;
     const nodes = this.handles.txNodes;
     const destIds = this.txDestIds;
     nodes.length = 0;
@@ -80,9 +81,9 @@ export class Transactions {
     for (let i = 0; i < ndest; i++) {
       const id = i32[idw++] >>> 0;
       const h = sender.handles.get(id);
-      if (h === undefined || h.refs - h.refsInFlight <= 0) return this.core.fail(E_NXIO, id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
       const node = h.node;
-      if (node.txMark === epoch) return this.core.fail(E_NOTUNIQ, id);
+      if (node.txMark === epoch) return core.fail(E_NOTUNIQ, id);
       node.txMark = epoch;
       nodes.push(node);
       destIds.push(id);
@@ -93,7 +94,7 @@ export class Transactions {
     for (let i = 0; i < nh; i++) {
       const id = i32[idw++] >>> 0;
       const h = sender.handles.get(id);
-      if (h === undefined || h.refs - h.refsInFlight <= 0) return this.core.fail(E_NXIO, id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
       handles.push(h);
       if (!h.node.destroyed) alive++;
     }
@@ -102,29 +103,29 @@ export class Transactions {
     accepted.length = 0;
     if (!partial) {
       for (let i = 0; i < ndest; i++) {
-        if (nodes[i].destroyed || !nodes[i].owner.open) return this.core.fail(E_SHUTDOWN, destIds[i]);
+        if (nodes[i].destroyed || !nodes[i].owner.open) return core.fail(E_SHUTDOWN, destIds[i]);
         accepted.push(true);
       }
-      if (!this.checkDestinations(sender.uid, alive, bytes, -1)) return this.core.errCode;
+      if (!this.checkDestinations(sender.uid, alive, bytes, -1)) return core.errCode;
     } else {
       // Per-destination results: accept greedily in the order given, report the others.
       let any = false;
       for (let i = 0; i < ndest; i++) {
         let ok = !(nodes[i].destroyed || !nodes[i].owner.open);
-        if (!ok) this.core.fail(E_SHUTDOWN, destIds[i]);
+        if (!ok) core.fail(E_SHUTDOWN, destIds[i]);
         accepted.push(ok);
         if (ok) {
           ok = this.checkDestinations(sender.uid, alive, bytes, i);
           if (!ok) accepted[i] = false;
         }
         if (!ok) {
-          this.verdicts.writeVerdict(sender, i32[w] >>> 0, this.core.errCode, this.core.errResource, destIds[i], this.core.errUid);
-          countRefused(sender, this.core.errCode);
+          this.verdicts.writeVerdict(sender, i32[w] >>> 0, core.errCode, core.errResource, destIds[i], core.errUid);
+          countRefused(sender, core.errCode);
         }
         any ||= ok;
       }
       if (!any) {
-        this.core.errCode = 0;
+        core.errCode = 0;
         // Every destination refused: the per-destination verdicts say why.
         return 0;
       }
@@ -132,12 +133,12 @@ export class Transactions {
     if (partial) {
       // The last check may have been a refused one: check exactly the accepted set again.
       this.rebuildCharges(sender.uid, alive, bytes, ndest);
-      if (this.core.charges.check() !== null) throw new Error('internal: accepted destinations no longer pass the quota');
+      if (core.charges.check() !== null) throw new Error('internal: accepted destinations no longer pass the quota');
     }
-    this.core.charges.apply();
+    core.charges.apply();
 
     // Commit: one sequence number, destinations grouped per receiving peer (for `continue`).
-    const seq = ++this.core.seq;
+    const seq = ++core.seq;
     const order = this.txOrder;
     order.length = 0;
     for (let i = 0; i < ndest; i++) if (accepted[i]) order.push(i);
@@ -161,27 +162,28 @@ export class Transactions {
    * refused it on possibly stale receipts (the caller then takes the general path).
    */
   sendUnicast(sender: PeerState, w: number, plen: number, idsBytes: number): number {
+    const core = this.core;
     const id = sender.out.i32[w + SEND_HEADER_WORDS] >>> 0;
     const h = sender.handles.get(id);
-    if (h === undefined || h.refs - h.refsInFlight <= 0) return this.core.fail(E_NXIO, id);
+    if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
     const node = h.node;
     const target = node.owner;
-    if (node.destroyed || !target.open) return this.core.fail(E_SHUTDOWN, id);
+    if (node.destroyed || !target.open) return core.fail(E_SHUTDOWN, id);
     const uid = sender.uid;
     const bytes = messageBytes(plen, 0);
-    if (target !== this.core.runTarget || uid !== this.core.runUid || this.core.runM + 1 > this.core.runHeadM || this.core.runB + bytes > this.core.runHeadB) {
-      this.core.flushRun();
+    if (target !== core.runTarget || uid !== core.runUid || core.runM + 1 > core.runHeadM || core.runB + bytes > core.runHeadB) {
+      core.flushRun();
       this.receipts.syncPeer(target);
       const ul = target.user.ledger, pl = target.ledger;
-      this.core.runHeadM = Math.min(ul.headroom(uid, MESSAGES), pl.headroom(uid, MESSAGES));
-      this.core.runHeadB = Math.min(ul.headroom(uid, BYTES), pl.headroom(uid, BYTES));
-      if (this.core.runHeadM < 1 || this.core.runHeadB < bytes) return -1;
-      this.core.runTarget = target;
-      this.core.runUid = uid;
+      core.runHeadM = Math.min(ul.headroom(uid, MESSAGES), pl.headroom(uid, MESSAGES));
+      core.runHeadB = Math.min(ul.headroom(uid, BYTES), pl.headroom(uid, BYTES));
+      if (core.runHeadM < 1 || core.runHeadB < bytes) return -1;
+      core.runTarget = target;
+      core.runUid = uid;
     }
-    this.core.runM++;
-    this.core.runB += bytes;
-    this.deliver(sender, target, node, ++this.core.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
+    core.runM++;
+    core.runB += bytes;
+    this.deliver(sender, target, node, ++core.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
     return 0;
   }
 
@@ -190,9 +192,10 @@ export class Transactions {
    * receipts first when it fails, so that a refusal is never caused by stale numbers.
    */
   checkDestinations(senderUid: number, h: number, bytes: number, last: number): boolean {
+    const core = this.core;
     const end = last >= 0 ? last : this.handles.txNodes.length - 1;
     for (let attempt = 0; attempt < 2; attempt++) {
-      const cs = this.core.charges;
+      const cs = core.charges;
       cs.reset(senderUid);
       for (let i = 0; i <= end; i++) {
         if (!this.txAccepted[i]) continue;
@@ -205,11 +208,11 @@ export class Transactions {
       if (refused === null) return true;
       if (attempt === 0) {
         // Receipts at the user's other peers may not be accounted yet; an exact answer needs them.
-        const user = this.core.users.peek(refused.ledger.owner);
+        const user = core.users.peek(refused.ledger.owner);
         if (user !== undefined) for (const p of user.peers) this.receipts.syncPeer(p);
         continue;
       }
-      this.core.fail(E_DQUOT, 0, refused.resource, refused.ledger.owner);
+      core.fail(E_DQUOT, 0, refused.resource, refused.ledger.owner);
     }
     return false;
   }
