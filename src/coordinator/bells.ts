@@ -32,11 +32,8 @@ export class Bells {
   readonly freeBells: number[] = [];
   /** The doorbell counter seen before the last beginSleep() check; the wait is on it. */
   sleepSeen = 0;
-  readonly core: CoordinatorCore;
 
-  constructor(core: CoordinatorCore) {
-    this.core = core;
-  }
+  constructor(readonly core: CoordinatorCore) {}
 
   assignBell(peer: PeerState): void {
     const bell = this.freeBells.length > 0 ? this.freeBells.pop()! : this.bells.length < MAX_BELLS ? this.bells.length : NO_BELL;

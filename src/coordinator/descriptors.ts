@@ -19,15 +19,7 @@ import type { Receipts } from './receipts.js';
 const OVERFLOW_FACTOR = 4;
 
 export class Descriptors {
-  readonly core: CoordinatorCore;
-  readonly receipts: Receipts;
-  readonly bells: Bells;
-
-  constructor(core: CoordinatorCore, receipts: Receipts, bells: Bells) {
-    this.core = core;
-    this.receipts = receipts;
-    this.bells = bells;
-  }
+  constructor(readonly core: CoordinatorCore, readonly receipts: Receipts, readonly bells: Bells) {}
 
   queueDescriptor(
     target: PeerState, kindWord: number, dest: number, seq: number, uid: number, offset: number, bytes: number,

@@ -19,15 +19,7 @@ import type { Bells } from './bells.js';
 import type { Handles } from './handles.js';
 
 export class Disconnects {
-  readonly core: CoordinatorCore;
-  readonly bells: Bells;
-  readonly handles: Handles;
-
-  constructor(core: CoordinatorCore, bells: Bells, handles: Handles) {
-    this.core = core;
-    this.bells = bells;
-    this.handles = handles;
-  }
+  constructor(readonly core: CoordinatorCore, readonly bells: Bells, readonly handles: Handles) {}
 
   /**
    * PEER_DISCONNECT: destroy the peer's nodes in one transaction, drop its queue (giving

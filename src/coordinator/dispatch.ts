@@ -31,23 +31,10 @@ export const BATCH_RECORDS = 256;
 const enum Dispatch { Done, Retry, Violation }
 
 export class Dispatcher {
-  readonly core: CoordinatorCore;
-  readonly receipts: Receipts;
-  readonly verdicts: Verdicts;
-  readonly tx: Transactions;
-  readonly handles: Handles;
-  readonly disc: Disconnects;
-
   constructor(
-    core: CoordinatorCore, receipts: Receipts, verdicts: Verdicts, tx: Transactions, handles: Handles, disc: Disconnects,
-  ) {
-    this.core = core;
-    this.receipts = receipts;
-    this.verdicts = verdicts;
-    this.tx = tx;
-    this.handles = handles;
-    this.disc = disc;
-  }
+    readonly core: CoordinatorCore, readonly receipts: Receipts, readonly verdicts: Verdicts,
+    readonly tx: Transactions, readonly handles: Handles, readonly disc: Disconnects,
+  ) {}
 
   processPeer(peer: PeerState): number {
     const core = this.core;

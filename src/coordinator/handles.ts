@@ -20,17 +20,10 @@ import type { Receipts } from './receipts.js';
 import type { Descriptors } from './descriptors.js';
 
 export class Handles {
-  readonly core: CoordinatorCore;
-  readonly receipts: Receipts;
-  readonly descriptors: Descriptors;
   /** Scratch of destroyNodesRequest (reused: no allocation per request). */
   readonly txNodes: BusNode[] = [];
 
-  constructor(core: CoordinatorCore, receipts: Receipts, descriptors: Descriptors) {
-    this.core = core;
-    this.receipts = receipts;
-    this.descriptors = descriptors;
-  }
+  constructor(readonly core: CoordinatorCore, readonly receipts: Receipts, readonly descriptors: Descriptors) {}
 
   /** bus.createNode(ticket): a node owned by `peer`; returns the owner's handle id. */
   ownerCreateNode(peer: PeerState): number {

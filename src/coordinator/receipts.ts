@@ -16,11 +16,7 @@ import type { PeerState } from './peer-state.js';
 import { E_DQUOT, type CoordinatorCore } from './core.js';
 
 export class Receipts {
-  readonly core: CoordinatorCore;
-
-  constructor(core: CoordinatorCore) {
-    this.core = core;
-  }
+  constructor(readonly core: CoordinatorCore) {}
 
   /** Account receipts of `peer`; a peer whose tail is impossible is condemned. */
   syncPeer(peer: PeerState): void {

@@ -28,11 +28,7 @@ import type { Descriptors } from './descriptors.js';
 import type { Handles } from './handles.js';
 
 export class Transactions {
-  readonly core: CoordinatorCore;
-  readonly receipts: Receipts;
-  readonly descriptors: Descriptors;
-  readonly handles: Handles;
-  readonly verdicts: Verdicts;
+  // Scratch of the transaction being built.
   readonly txNodes: BusNode[] = [];
   readonly txDestIds: number[] = [];
   readonly txHandles: Handle[] = [];
@@ -41,13 +37,10 @@ export class Transactions {
   /** The layer tag of the send being committed (flags' top bits), copied into its descriptors. */
   txTag = 0;
 
-  constructor(core: CoordinatorCore, receipts: Receipts, descriptors: Descriptors, handles: Handles, verdicts: Verdicts) {
-    this.core = core;
-    this.receipts = receipts;
-    this.descriptors = descriptors;
-    this.handles = handles;
-    this.verdicts = verdicts;
-  }
+  constructor(
+    readonly core: CoordinatorCore, readonly receipts: Receipts, readonly descriptors: Descriptors,
+    readonly handles: Handles, readonly verdicts: Verdicts,
+  ) {}
 
   send(sender: PeerState, w: number, len: number): number {
     const core = this.core;

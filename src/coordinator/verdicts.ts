@@ -13,11 +13,7 @@ import type { PeerState } from './peer-state.js';
 import type { CoordinatorCore } from './core.js';
 
 export class Verdicts {
-  readonly core: CoordinatorCore;
-
-  constructor(core: CoordinatorCore) {
-    this.core = core;
-  }
+  constructor(readonly core: CoordinatorCore) {}
 
   /** Reserve and fill a verdict slot's words; the caller checked there is room. Returns the slot's Int32 index. */
   verdictSlot(peer: PeerState, reqId: number, code: number, resource: number, detail: number): number {
