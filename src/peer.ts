@@ -34,7 +34,7 @@ import { subscribe, Topic, type Subscription } from './topic.js';
 import type { SendOptions, MulticastOptions, SendReport, PostReport, QueryResult } from './peer/types.js';
 import { PeerLink, shutdown, invalid, checkHandleId } from './peer/link.js';
 import { Outbox } from './peer/outbox.js';
-import { Acks, K_SEND, K_QUERY, K_VOID, K_PARTIAL, K_BARRIER } from './peer/acks.js';
+import { Acks, K_SEND, K_QUERY, K_VOID, K_PARTIAL, K_BARRIER, WAIT_CHUNK_MS } from './peer/acks.js';
 import { Inbox } from './peer/inbox.js';
 
 export type { SendOptions, MulticastOptions, SendReport, PostReport, QueryResult };
@@ -318,9 +318,17 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) {
       throw invalid(`recvSync: timeoutMs must be a number >= 0 (or Infinity), got ${String(timeoutMs)}`);
     }
-    return this.#inbox.recvBlocking(this.#tryRecvFn, timeoutMs);
+    const deadline = performance.now() + timeoutMs;
+    const desc = this.#link.desc;
+    for (;;) {
+      const seen = Atomics.load(desc.ctl, RING_HEAD);
+      const m = this.tryRecv();
+      if (m !== undefined) return m;
+      const left = deadline - performance.now();
+      if (left <= 0) return undefined;
+      desc.waitForData(seen, Math.min(left, WAIT_CHUNK_MS));
+    }
   }
-  #tryRecvFn = () => this.tryRecv();
 
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {
     for (;;) {

@@ -28,7 +28,6 @@ import { Message, type HandleId, type SliceOwner } from '../message.js';
 import type { Layer } from '../router.js';
 import type { PeerLink } from './link.js';
 import type { Outbox } from './outbox.js';
-import { WAIT_CHUNK_MS } from './acks.js';
 
 export class Inbox implements SliceOwner {
   readonly #link: PeerLink;
@@ -116,20 +115,6 @@ export class Inbox implements SliceOwner {
   /** Spin first, as recv() does (a reply often lands within microseconds), then sleepHead(). */
   waitHead(seen: number): Promise<void> {
     return spinWhileEqual(this.#link.desc.ctl, RING_HEAD, seen, SPIN_LOADS) ? Promise.resolve() : this.sleepHead(seen);
-  }
-
-  /** recvSync(): `next` (tryRecv) until it yields a message, blocking on the head in bounded chunks. */
-  recvBlocking(next: () => Message | undefined, timeoutMs: number): Message | undefined {
-    const deadline = performance.now() + timeoutMs;
-    const desc = this.#link.desc;
-    for (;;) {
-      const seen = Atomics.load(desc.ctl, RING_HEAD);
-      const m = next();
-      if (m !== undefined) return m;
-      const left = deadline - performance.now();
-      if (left <= 0) return undefined;
-      desc.waitForData(seen, Math.min(left, WAIT_CHUNK_MS));
-    }
   }
 
   /**
