@@ -39,7 +39,6 @@ import { Inbox } from './peer/inbox.js';
 
 export type { SendOptions, MulticastOptions, SendReport, PostReport, QueryResult };
 
-const EMPTY_PAYLOAD = new Uint8Array(0);
 /** The body of OP_RESUME: no id, nothing else; shared, never written. */
 const RESUME_BODY = new Uint8Array(8);
 
@@ -261,7 +260,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    * ring cannot publish, so every other request fails with EBUSY (releases wait).
    */
   reserve(to: HandleId, bytes: number): Uint8Array {
-    return this.#outbox.reserve(to, bytes, SEND_FLAG_STREAM, EMPTY_PAYLOAD);
+    return this.#outbox.reserve(to, bytes);
   }
 
   /** Post the message reserve() opened; returns its id, as post() does. */

@@ -21,7 +21,7 @@
  */
 
 import {
-  OP_SEND, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
+  OP_SEND, SEND_FLAG_STREAM, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
 } from '../../shared/layout.js';
 import { ByteRingWriter } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
@@ -32,6 +32,8 @@ import { type PeerLink, shutdown, invalid, checkHandleId } from './link.js';
 
 /** How long a synchronous request (createNode, releaseHandle) or a blocked post() waits for the coordinator. */
 export const SYNC_TIMEOUT_MS = 30_000;
+
+const EMPTY_PAYLOAD = new Uint8Array(0);
 
 /** What the send path needs of the request pump (src/peer/acks.ts). */
 export interface OutboxAcks {
@@ -116,10 +118,10 @@ export class Outbox {
   }
 
   /** reserve(): open a post() of `bytes` bytes to `to`; returns the view of its payload. */
-  reserve(to: HandleId, bytes: number, flags: number, empty: Uint8Array): Uint8Array {
+  reserve(to: HandleId, bytes: number): Uint8Array {
     if (this.resAt >= 0) throw new BusError('EBUSY', 'reserve: a reserved message is still open; postReserved() or cancelReserved() it first');
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw invalid(`reserve: bytes must be a non-negative integer, got ${String(bytes)}`);
-    this.resReq = this.writeSend('reserve', to, empty, undefined, flags, true, bytes);
+    this.resReq = this.writeSend('reserve', to, EMPTY_PAYLOAD, undefined, SEND_FLAG_STREAM, true, bytes);
     return this.out.u8.subarray(this.resAt, this.resAt + bytes);
   }
 
