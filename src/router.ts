@@ -30,9 +30,16 @@
 
 import { BusError } from './errors.js';
 import type { HandleId, Message, MessageLayer } from './message.js';
-import type { Peer, SendReport } from './peer.js';
+import type { SendReport } from './peer/types.js';
 import { TAG_REPLY } from './values.js';
 import { TAG_SHIFT } from '../shared/layout.js';
+
+/** What the layer uses of its Peer's public side (an interface, so that this module need not import Peer). */
+export interface LayerPeer {
+  readonly isOpen: boolean;
+  createNode(): HandleId;
+  destroyNodes(nodes: HandleId[]): Promise<void>;
+}
 
 /** What the layer may do with its peer's internals (given by Peer, nothing else reaches them). */
 export interface PeerCore {
@@ -96,7 +103,7 @@ const RETIRED: OwnedRoute = {
 };
 
 export class Layer implements MessageLayer {
-  readonly peer: Peer;
+  readonly peer: LayerPeer;
   readonly core: PeerCore;
   readonly owned = new Map<HandleId, OwnedRoute>();
   readonly held = new Map<HandleId, HeldHandle>();
@@ -112,7 +119,7 @@ export class Layer implements MessageLayer {
   #wanted = 0;
   #pumping = false;
 
-  constructor(peer: Peer, core: PeerCore) {
+  constructor(peer: LayerPeer, core: PeerCore) {
     this.peer = peer;
     this.core = core;
   }

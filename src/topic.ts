@@ -20,7 +20,7 @@
 
 import { BusError } from './errors.js';
 import type { HandleId, Message } from './message.js';
-import type { SendReport, SendOptions } from './peer.js';
+import type { SendReport, SendOptions } from './peer/types.js';
 import type { HeldHandle, Layer, OwnedRoute } from './router.js';
 import { TAG_SUBSCRIBE, TAG_EVENT } from './values.js';
 import { TAG_SHIFT, SEND_FLAG_PARTIAL, MAX_DESTINATIONS } from '../shared/layout.js';

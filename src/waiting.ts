@@ -20,16 +20,12 @@
 import { BusError } from './errors.js';
 import type { HandleId } from './message.js';
 import type { PeerCore } from './router.js';
+import type { WaitOptions } from './peer/types.js';
 import { CTL_WAKE, SEND_FLAG_WAIT, WAIT_CANCEL, WAIT_FRONT } from '../shared/layout.js';
 import { sleepWhileEqualAsync } from '../shared/wait.js';
 import { abortError, checkMs, checkSignal, untilAborted } from './abort.js';
 
-export interface WaitOptions {
-  /** On EDQUOT, wait until the receiver gives enough back: true (no deadline) or at most this many ms. */
-  wait?: boolean | number;
-  /** Abort a waiting send (AbortError). */
-  signal?: AbortSignal;
-}
+export type { WaitOptions } from './peer/types.js';
 
 export async function sendWaiting(
   core: PeerCore, to: HandleId | HandleId[], data: unknown, opts: WaitOptions & { handles?: HandleId[] },

@@ -18,15 +18,13 @@
  * reads it (see PeerState.cancelRelease).
  */
 
-import type { PeerState } from './peer-state.js';
-
 let nextNodeSerial = 1;
 
-export class BusNode {
+export class BusNode<P> {
   readonly serial = nextNodeSerial++;
-  readonly owner: PeerState;
-  readonly holders = new Map<PeerState, Handle>();
-  ownerHandle!: Handle;
+  readonly owner: P;
+  readonly holders = new Map<P, Handle<P>>();
+  ownerHandle!: Handle<P>;
   destroyed = false;
   /** Descriptor position of an unread node-release to the owner, or -1. */
   releasePosition = -1;
@@ -35,7 +33,7 @@ export class BusNode {
   /** Scratch mark for duplicate detection inside one transaction. */
   txMark = 0;
 
-  constructor(owner: PeerState) {
+  constructor(owner: P) {
     this.owner = owner;
   }
 
@@ -45,15 +43,15 @@ export class BusNode {
   }
 }
 
-export class Handle {
+export class Handle<P> {
   readonly id: number;
-  readonly node: BusNode;
-  readonly peer: PeerState;
+  readonly node: BusNode<P>;
+  readonly peer: P;
   refs = 0;
   /** References that arrived in messages the holder has not received yet. */
   refsInFlight = 0;
 
-  constructor(id: number, node: BusNode, peer: PeerState) {
+  constructor(id: number, node: BusNode<P>, peer: P) {
     this.id = id;
     this.node = node;
     this.peer = peer;

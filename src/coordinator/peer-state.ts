@@ -25,9 +25,14 @@ import {
 import { ByteRingReader, SlotRingWriter } from '../../shared/ring.js';
 import type { Ledger } from './ledger.js';
 import { Pool } from './pool.js';
-import type { BusNode, Handle } from './nodes.js';
-import type { UserState } from './users.js';
+import type { BusNode as NodeOf, Handle as HandleOf } from './nodes.js';
+import type { UserState as UserOf } from './users.js';
 import { Counters, countReceived } from './stats.js';
+
+/** The node graph and users as the coordinator holds them (generic in nodes.ts and users.ts, so that those modules need not import this one). */
+export type BusNode = NodeOf<PeerState>;
+export type Handle = HandleOf<PeerState>;
+export type UserState = UserOf<PeerState>;
 
 /** A descriptor not yet in the ring (held back because the ring was full). */
 export interface PendingDescriptor {

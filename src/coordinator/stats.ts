@@ -1,7 +1,7 @@
 /*
  * The coordinator's counters behind bus.stats() (src/stats.ts has their meaning). One
  * Counters object per peer and per user, bumped where the work happens: a delivery (in
- * Coordinator.deliver), a receipt (PeerState.syncConsumed), a refusal (dispatch). Nothing
+ * Transactions.deliver), a receipt (PeerState.syncConsumed), a refusal (dispatch). Nothing
  * is computed by scanning queues: queued and pending come straight from the ledgers'
  * own totals. A user's counters outlive its peers, like its ledger. Coordinator thread only;
  * bumping allocates nothing.
@@ -10,9 +10,22 @@
 import { ERROR_CODES } from '../errors.js';
 import { MESSAGES } from './ledger.js';
 import type { Ledger } from './ledger.js';
-import type { PeerState } from './peer-state.js';
-import type { UserState } from './users.js';
 import type { BusStats, PeerStats, UidStats } from '../stats.js';
+
+/** What counting needs of a peer (structural, so that this module imports neither peers nor users). */
+interface CountedPeer {
+  readonly id: number;
+  readonly uid: number;
+  readonly stats: Counters;
+  readonly ledger: Ledger;
+  readonly user: { readonly stats: Counters };
+}
+
+interface CountedUser {
+  readonly uid: number;
+  readonly stats: Counters;
+  readonly ledger: Ledger;
+}
 
 export class Counters {
   sent = 0;
@@ -24,7 +37,7 @@ export class Counters {
 }
 
 /** A delivery of `bytes` (as charged) from `sender`. */
-export function countSent(sender: PeerState, bytes: number): void {
+export function countSent(sender: CountedPeer, bytes: number): void {
   const p = sender.stats, u = sender.user.stats;
   p.sent++;
   p.bytesSent += bytes;
@@ -32,7 +45,7 @@ export function countSent(sender: PeerState, bytes: number): void {
   u.bytesSent += bytes;
 }
 
-export function countReceived(peer: PeerState, messages: number, bytes: number): void {
+export function countReceived(peer: CountedPeer, messages: number, bytes: number): void {
   const p = peer.stats, u = peer.user.stats;
   p.received += messages;
   p.bytesReceived += bytes;
@@ -40,7 +53,7 @@ export function countReceived(peer: PeerState, messages: number, bytes: number):
   u.bytesReceived += bytes;
 }
 
-export function countRefused(sender: PeerState, code: number): void {
+export function countRefused(sender: CountedPeer, code: number): void {
   sender.stats.refused[code]++;
   sender.user.stats.refused[code]++;
 }
@@ -54,9 +67,9 @@ function pendingOf(l: Ledger): number {
   return l.max[MESSAGES] - l.remaining[MESSAGES] - l.inflight[MESSAGES];
 }
 
-export function collectStats(
-  users: Iterable<UserState>, peers: readonly PeerState[], seq: number, names: ReadonlyMap<number, string>,
-  waiting: (p: PeerState) => number,
+export function collectStats<P extends CountedPeer>(
+  users: Iterable<CountedUser>, peers: readonly P[], seq: number, names: ReadonlyMap<number, string>,
+  waiting: (p: P) => number,
 ): BusStats {
   const byUid: Record<number, UidStats> = {};
   for (const u of users) {

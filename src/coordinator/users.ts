@@ -7,15 +7,14 @@
 
 import { Ledger, type Limits } from './ledger.js';
 import type { QuotaRule } from './quota.js';
-import type { PeerState } from './peer-state.js';
 import { Counters } from './stats.js';
 
 export const DEFAULT_USER_LIMITS: Limits = { messages: 16384, handles: 65536, bytes: 16 * 1024 * 1024 };
 
-export class UserState {
+export class UserState<P> {
   readonly uid: number;
   readonly ledger: Ledger;
-  readonly peers = new Set<PeerState>();
+  readonly peers = new Set<P>();
   readonly stats = new Counters();
 
   constructor(uid: number, max: Limits, rule: QuotaRule) {
@@ -24,8 +23,8 @@ export class UserState {
   }
 }
 
-export class Users {
-  private readonly byUid = new Map<number, UserState>();
+export class Users<P> {
+  private readonly byUid = new Map<number, UserState<P>>();
   private readonly userLimits: Limits;
   private readonly overrides: Map<number, Partial<Limits>>;
   private readonly rule: QuotaRule;
@@ -40,20 +39,20 @@ export class Users {
     return { ...this.userLimits, ...this.overrides.get(uid) };
   }
 
-  get(uid: number): UserState {
+  get(uid: number): UserState<P> {
     let user = this.byUid.get(uid);
     if (user === undefined) {
-      user = new UserState(uid, this.limitsOf(uid), this.rule);
+      user = new UserState<P>(uid, this.limitsOf(uid), this.rule);
       this.byUid.set(uid, user);
     }
     return user;
   }
 
-  peek(uid: number): UserState | undefined {
+  peek(uid: number): UserState<P> | undefined {
     return this.byUid.get(uid);
   }
 
-  all(): IterableIterator<UserState> {
+  all(): IterableIterator<UserState<P>> {
     return this.byUid.values();
   }
 }

@@ -35,7 +35,7 @@ class UidQueue {
 }
 
 export class Waiters {
-  readonly #users: Users;
+  readonly #users: Users<PeerState>;
   readonly #byUid = new Map<number, UidQueue>();
   /** Give-back counts at each waiting peer's last refusal, by receiving uid. */
   readonly #refusals = new Map<PeerState, Map<number, number>>();
@@ -45,7 +45,7 @@ export class Waiters {
   /** Accounts the receipts of every peer of a uid (PeerState.syncConsumed): a receipt is a give-back too. */
   readonly #sync: (uid: number) => void;
 
-  constructor(users: Users, sync: (uid: number) => void) {
+  constructor(users: Users<PeerState>, sync: (uid: number) => void) {
     this.#users = users;
     this.#sync = sync;
   }

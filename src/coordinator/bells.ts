@@ -1,0 +1,169 @@
+/*
+ * Bells: who the coordinator polls, and how it sleeps (coordinator thread only).
+ *
+ * A peer's OUT "consumer sleeping" flag means "not polled: ring your bell". The peer, on
+ * publishing while it is up, sets its bit in the bell map and bumps and notifies the
+ * doorbell counter (src/peer/link.ts kick). Sequentially consistent atomics make the
+ * hand-over race-free: the coordinator raises the flag and then looks at the ring, the
+ * peer publishes and then looks at the flag, so one of them sees the other. Bells are
+ * shared memory, so nothing here trusts them: a wrong bit costs an empty poll, a
+ * cleared one is caught by sweep().
+ *
+ * Owns: the doorbell, `active` (the peers polled each round: those whose bell rang,
+ * until their OUT ring has been empty for IDLE_POLLS rounds, plus any with held-back
+ * descriptors, a stalled verdict ring, or no bell), the bell table and its free list,
+ * and sleepSeen. Invariant: peer.polled is true exactly while the peer is in `active`.
+ */
+
+import { CTL_BELL, DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL } from '../../shared/layout.js';
+import type { PeerState } from './peer-state.js';
+import type { CoordinatorCore } from './core.js';
+
+/** Empty polls of a peer's OUT ring before it is handed back to its bell. */
+export const IDLE_POLLS = 4;
+
+export class Bells {
+  readonly doorbell = new SharedArrayBuffer(DOORBELL_BYTES);
+  readonly doorbellI32 = new Int32Array(this.doorbell);
+  /** The peers polled each round (see the top of this file). */
+  readonly active: PeerState[] = [];
+  /** Peers by bell index; freed bells are reused (a stale bit costs one empty poll). */
+  readonly bells: Array<PeerState | undefined> = [];
+  readonly freeBells: number[] = [];
+  /** The doorbell counter seen before the last beginSleep() check; the wait is on it. */
+  sleepSeen = 0;
+
+  constructor(readonly core: CoordinatorCore) {}
+
+  assignBell(peer: PeerState): void {
+    const bell = this.freeBells.length > 0 ? this.freeBells.pop()! : this.bells.length < MAX_BELLS ? this.bells.length : NO_BELL;
+    peer.bell = bell;
+    Atomics.store(peer.ctl, CTL_BELL, bell);
+    if (bell === NO_BELL) {
+      // Polled every round; its flag stays up so that it still wakes a sleeping coordinator.
+      peer.polled = true;
+      this.active.push(peer);
+    } else {
+      this.bells[bell] = peer;
+    }
+    peer.out.setConsumerSleeping(true);
+  }
+
+  /** Take every rung bell and poll those peers from now on. */
+  collectBells(): void {
+    const db = this.doorbellI32;
+    const words = (this.bells.length + 31) >> 5;
+    for (let w = 0; w < words; w++) {
+      if (Atomics.load(db, BELL_MAP + w) === 0) continue;
+      let bits = Atomics.exchange(db, BELL_MAP + w, 0);
+      while (bits !== 0) {
+        const b = 31 - Math.clz32(bits);
+        bits &= ~(1 << b);
+        const peer = this.bells[(w << 5) + b];
+        if (peer === undefined || !peer.open) continue;
+        this.poll(peer);
+      }
+    }
+  }
+
+  poll(peer: PeerState): void {
+    peer.idlePolls = 0;
+    if (peer.polled) return;
+    peer.polled = true;
+    peer.out.setConsumerSleeping(false);
+    this.active.push(peer);
+  }
+
+  /**
+   * Stop polling the idle peer at active[i] (its bell will ring). False when it must stay:
+   * it has no bell, or it is stalled or holds back descriptors, or it published meanwhile.
+   */
+  release(peer: PeerState, i: number): boolean {
+    if (this.active[i] !== peer || peer.bell === NO_BELL || peer.stalled || peer.overflow.length > 0) return false;
+    peer.out.setConsumerSleeping(true);
+    if (peer.out.hasData()) {
+      peer.out.setConsumerSleeping(false);
+      peer.idlePolls = 0;
+      return false;
+    }
+    peer.polled = false;
+    const last = this.active.pop()!;
+    if (last !== peer) this.active[i] = last;
+    return true;
+  }
+
+  dropBell(peer: PeerState): void {
+    if (peer.polled) {
+      const at = this.active.indexOf(peer);
+      if (at >= 0) this.active.splice(at, 1);
+      peer.polled = false;
+    }
+    if (peer.bell !== NO_BELL) {
+      this.bells[peer.bell] = undefined;
+      this.freeBells.push(peer.bell);
+    }
+  }
+
+  /**
+   * Wake the sleeping receivers publish() did not wake at once. A round is the batch:
+   * waiting longer (say, for the coordinator to go idle) would starve receivers of a bus
+   * that is never idle.
+   */
+  deliverWakes(): void {
+    const w = this.core.wakes;
+    for (let i = 0; i < w.length; i++) {
+      w[i].inWakeList = false;
+      w[i].wakeIfPending();
+    }
+    w.length = 0;
+  }
+
+  /**
+   * Before the coordinator sleeps: hand every idle polled peer back to its bell and read
+   * the doorbell counter (sleepSeen: the wait is on it, so a bell rung after this wakes
+   * it). False when there is work after all.
+   */
+  beginSleep(): boolean {
+    const active = this.active;
+    for (let i = 0; i < active.length; i++) {
+      if (active[i].open && this.release(active[i], i)) i--;
+    }
+    this.sleepSeen = Atomics.load(this.doorbellI32, BELL_COUNTER);
+    return !this.hasWork();
+  }
+
+  /**
+   * Poll every unpolled peer whose ring holds records: O(peers), so only called when the
+   * coordinator turns to its event loop (at most every LOOP_SLICE_MS of work or
+   * BLOCK_SLICE_MS of sleep). Bells are shared memory: a hostile peer can clear another
+   * peer's bit, and this bounds what that costs the victim to one such interval.
+   */
+  sweep(): void {
+    const peers = this.core.peers;
+    for (let i = 0; i < peers.length; i++) {
+      const p = peers[i];
+      if (p.open && !p.polled && p.out.hasData()) this.poll(p);
+    }
+  }
+
+  /**
+   * True when some request can be processed now: a bell rang, or a polled peer has
+   * records. A peer stalled on its own unread verdicts, or with descriptors held back, is
+   * not work: it is polled at POLL_MS (needsPolling) so that a peer that stops reading
+   * cannot keep this thread spinning.
+   */
+  hasWork(): boolean {
+    for (const peer of this.active) {
+      if (peer.open && !peer.stalled && peer.out.hasData()) return true;
+    }
+    const db = this.doorbellI32;
+    const words = (this.bells.length + 31) >> 5;
+    for (let w = 0; w < words; w++) if (Atomics.load(db, BELL_MAP + w) !== 0) return true;
+    return false;
+  }
+
+  needsPolling(): boolean {
+    for (const peer of this.active) if (peer.open && (peer.stalled || peer.overflow.length > 0)) return true;
+    return false;
+  }
+}

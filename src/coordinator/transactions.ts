@@ -1,0 +1,285 @@
+/*
+ * Transactions: SEND (bus1 tx.c + message.c; coordinator thread only).
+ *
+ * Global order: one transaction at a time is committed, with the next `seq`, and
+ * written to every destination before the next request is looked at. A rejected
+ * request changes nothing: every check (handles, destinations, quota of every
+ * destination) runs before the first charge or write. A multicast is all or nothing,
+ * unless partial, where each destination is accepted greedily in the order given and
+ * the refused ones get a verdict each.
+ *
+ * Runs: consecutive unicasts from one uid to one receiving peer are checked against
+ * the receiver's headroom read once and charged once (CoordinatorCore.flushRun).
+ * Owns the scratch of the transaction being built (reused: the send path allocates
+ * nothing per message).
+ */
+
+import {
+  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, KIND_DATA, DESC_CONTINUE,
+  DESC_NHANDLES_SHIFT, INVALID_HANDLE, align8, messageBytes, TAG_MASK,
+} from '../../shared/layout.js';
+import { MESSAGES, BYTES } from './ledger.js';
+import type { PeerState, BusNode, Handle } from './peer-state.js';
+import { countRefused, countSent } from './stats.js';
+import { E_DQUOT, E_NXIO, E_SHUTDOWN, E_MSGSIZE, E_INVAL, E_NOTUNIQ, type CoordinatorCore } from './core.js';
+import type { Verdicts } from './verdicts.js';
+import type { Receipts } from './receipts.js';
+import type { Descriptors } from './descriptors.js';
+import type { Handles } from './handles.js';
+
+export class Transactions {
+  // Scratch of the transaction being built.
+  readonly txNodes: BusNode[] = [];
+  readonly txDestIds: number[] = [];
+  readonly txHandles: Handle[] = [];
+  readonly txOrder: number[] = [];
+  readonly txAccepted: boolean[] = [];
+  /** The layer tag of the send being committed (flags' top bits), copied into its descriptors. */
+  txTag = 0;
+
+  constructor(
+    readonly core: CoordinatorCore, readonly receipts: Receipts, readonly descriptors: Descriptors,
+    readonly handles: Handles, readonly verdicts: Verdicts,
+  ) {}
+
+  send(sender: PeerState, w: number, len: number): number {
+    const core = this.core;
+    const i32 = sender.out.i32;
+    const flags = i32[w + 1];
+    const ndest = i32[w + 2] >>> 0;
+    const nh = i32[w + 3] >>> 0;
+    const plen = i32[w + 4] >>> 0;
+    this.txTag = flags & TAG_MASK;
+    if (len < SEND_HEADER_WORDS * 4) return core.fail(E_INVAL, 0);
+    // ndest 0 is bus1's empty transaction: validated like any send, it delivers and charges nothing.
+    if (ndest > MAX_DESTINATIONS || nh > MAX_HANDLES_PER_MESSAGE) return core.fail(E_INVAL, 0);
+    if (plen > core.config.maxMessageBytes) return core.fail(E_MSGSIZE, plen);
+    const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
+    if (idsBytes + plen > len) return core.fail(E_INVAL, 0);
+    const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
+    if (ndest === 1 && nh === 0 && !partial) {
+      const r = this.sendUnicast(sender, w, plen, idsBytes);
+      if (r >= 0) return r;
+      // Refused by the quick check: the general path below gives the exact verdict.
+    }
+    core.flushRun();
+
+    // Resolve destinations: all checks before any change.
+    const epoch = ++core.epoch;
+    const nodes = this.handles.txNodes;
+    const destIds = this.txDestIds;
+    nodes.length = 0;
+    destIds.length = 0;
+    let idw = w + SEND_HEADER_WORDS;
+    for (let i = 0; i < ndest; i++) {
+      const id = i32[idw++] >>> 0;
+      const h = sender.handles.get(id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
+      const node = h.node;
+      if (node.txMark === epoch) return core.fail(E_NOTUNIQ, id);
+      node.txMark = epoch;
+      nodes.push(node);
+      destIds.push(id);
+    }
+    const handles = this.txHandles;
+    handles.length = 0;
+    let alive = 0;
+    for (let i = 0; i < nh; i++) {
+      const id = i32[idw++] >>> 0;
+      const h = sender.handles.get(id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
+      handles.push(h);
+      if (!h.node.destroyed) alive++;
+    }
+    const bytes = messageBytes(plen, nh);
+    const accepted = this.txAccepted;
+    accepted.length = 0;
+    if (!partial) {
+      for (let i = 0; i < ndest; i++) {
+        if (nodes[i].destroyed || !nodes[i].owner.open) return core.fail(E_SHUTDOWN, destIds[i]);
+        accepted.push(true);
+      }
+      if (!this.checkDestinations(sender.uid, alive, bytes, -1)) return core.errCode;
+    } else {
+      // Per-destination results: accept greedily in the order given, report the others.
+      let any = false;
+      for (let i = 0; i < ndest; i++) {
+        let ok = !(nodes[i].destroyed || !nodes[i].owner.open);
+        if (!ok) core.fail(E_SHUTDOWN, destIds[i]);
+        accepted.push(ok);
+        if (ok) {
+          ok = this.checkDestinations(sender.uid, alive, bytes, i);
+          if (!ok) accepted[i] = false;
+        }
+        if (!ok) {
+          this.verdicts.writeVerdict(sender, i32[w] >>> 0, core.errCode, core.errResource, destIds[i], core.errUid);
+          countRefused(sender, core.errCode);
+        }
+        any ||= ok;
+      }
+      if (!any) {
+        core.errCode = 0;
+        // Every destination refused: the per-destination verdicts say why.
+        return 0;
+      }
+    }
+    if (partial) {
+      // The last check may have been a refused one: check exactly the accepted set again.
+      this.rebuildCharges(sender.uid, alive, bytes, ndest);
+      if (core.charges.check() !== null) throw new Error('internal: accepted destinations no longer pass the quota');
+    }
+    core.charges.apply();
+
+    // Commit: one sequence number, destinations grouped per receiving peer (for `continue`).
+    const seq = ++core.seq;
+    const order = this.txOrder;
+    order.length = 0;
+    for (let i = 0; i < ndest; i++) if (accepted[i]) order.push(i);
+    if (order.length > 1) sortByOwner(order, nodes);
+    const payloadOff = (w << 2) + idsBytes;
+    for (let k = 0; k < order.length; k++) {
+      const node = nodes[order[k]];
+      const target = node.owner;
+      const cont = k + 1 < order.length && nodes[order[k + 1]].owner === target;
+      this.deliver(sender, target, node, seq, cont, payloadOff, plen, bytes, alive, nh);
+    }
+    return 0;
+  }
+
+  /**
+   * The common case, one destination and no handles, without the multicast machinery.
+   * Consecutive ones from one uid to one receiving peer form a run: the receiver's
+   * receipts are synced and its headroom (Ledger.headroom) read once, each message is
+   * then checked with two comparisons, and the run is charged once (flushRun).
+   * Returns 0 when delivered, an error code for a definite failure, or -1 when the quota
+   * refused it on possibly stale receipts (the caller then takes the general path).
+   */
+  sendUnicast(sender: PeerState, w: number, plen: number, idsBytes: number): number {
+    const core = this.core;
+    const id = sender.out.i32[w + SEND_HEADER_WORDS] >>> 0;
+    const h = sender.handles.get(id);
+    if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
+    const node = h.node;
+    const target = node.owner;
+    if (node.destroyed || !target.open) return core.fail(E_SHUTDOWN, id);
+    const uid = sender.uid;
+    const bytes = messageBytes(plen, 0);
+    if (target !== core.runTarget || uid !== core.runUid || core.runM + 1 > core.runHeadM || core.runB + bytes > core.runHeadB) {
+      core.flushRun();
+      this.receipts.syncPeer(target);
+      const ul = target.user.ledger, pl = target.ledger;
+      core.runHeadM = Math.min(ul.headroom(uid, MESSAGES), pl.headroom(uid, MESSAGES));
+      core.runHeadB = Math.min(ul.headroom(uid, BYTES), pl.headroom(uid, BYTES));
+      if (core.runHeadM < 1 || core.runHeadB < bytes) return -1;
+      core.runTarget = target;
+      core.runUid = uid;
+    }
+    core.runM++;
+    core.runB += bytes;
+    this.deliver(sender, target, node, ++core.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
+    return 0;
+  }
+
+  /**
+   * Quota check of every accepted destination up to `last` (all of them when -1), syncing
+   * receipts first when it fails, so that a refusal is never caused by stale numbers.
+   */
+  checkDestinations(senderUid: number, h: number, bytes: number, last: number): boolean {
+    const core = this.core;
+    const end = last >= 0 ? last : this.handles.txNodes.length - 1;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const cs = core.charges;
+      cs.reset(senderUid);
+      for (let i = 0; i <= end; i++) {
+        if (!this.txAccepted[i]) continue;
+        const target = this.handles.txNodes[i].owner;
+        if (attempt === 0) this.receipts.syncPeer(target);
+        cs.add(target.user.ledger, 1, h, bytes);
+        cs.add(target.ledger, 1, h, bytes);
+      }
+      const refused = cs.check();
+      if (refused === null) return true;
+      if (attempt === 0) {
+        // Receipts at the user's other peers may not be accounted yet; an exact answer needs them.
+        const user = core.users.peek(refused.ledger.owner);
+        if (user !== undefined) for (const p of user.peers) this.receipts.syncPeer(p);
+        continue;
+      }
+      core.fail(E_DQUOT, 0, refused.resource, refused.ledger.owner);
+    }
+    return false;
+  }
+
+  rebuildCharges(senderUid: number, h: number, bytes: number, ndest: number): void {
+    const cs = this.core.charges;
+    cs.reset(senderUid);
+    for (let i = 0; i < ndest; i++) {
+      if (!this.txAccepted[i]) continue;
+      const target = this.handles.txNodes[i].owner;
+      cs.add(target.user.ledger, 1, h, bytes);
+      cs.add(target.ledger, 1, h, bytes);
+    }
+  }
+
+  /** Write one data message into `target`'s pool and queue its descriptor. */
+  deliver(
+    sender: PeerState, target: PeerState, node: BusNode, seq: number, cont: boolean,
+    payloadOff: number, plen: number, bytes: number, handlesCharged: number, nh: number,
+  ): void {
+    const slot = target.pool.alloc(bytes);
+    if (slot < 0) throw new Error(`internal: pool of peer ${target.id} full although accounting allowed ${bytes} bytes`);
+    const offset = target.pool.offsetOf(slot);
+    copyPayload(sender.outBuf, sender.out.i32, payloadOff, target.inBuf, target.inI32, offset, plen);
+    let list: Handle[] | null = null;
+    if (nh > 0) {
+      list = [];
+      let hw = (offset + ((plen + 3) & ~3)) >> 2;
+      for (let i = 0; i < nh; i++) {
+        const node2 = this.txHandles[i].node;
+        if (node2.destroyed) {
+          target.inI32[hw++] = INVALID_HANDLE;
+          continue;
+        }
+        const th = this.handles.install(target, node2);
+        th.refsInFlight++;
+        list.push(th);
+        target.inI32[hw++] = th.id;
+      }
+    }
+    const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT) | this.txTag;
+    countSent(sender, bytes);
+    this.descriptors.queueDescriptor(target, kindWord, node.ownerHandle.id, seq, sender.uid, offset, plen, slot, handlesCharged, list, null);
+  }
+}
+/** Stable insertion sort of destination indices by owning peer (few destinations). */
+function sortByOwner(order: number[], nodes: BusNode[]): void {
+  for (let i = 1; i < order.length; i++) {
+    const v = order[i];
+    const key = nodes[v].owner.id;
+    let j = i - 1;
+    while (j >= 0 && nodes[order[j]].owner.id > key) {
+      order[j + 1] = order[j];
+      j--;
+    }
+    order[j + 1] = v;
+  }
+}
+
+/** Payloads up to this size are copied word by word: cheaper than a native call. */
+const WORD_COPY_MAX_BYTES = 256;
+
+function copyPayload(
+  src: Buffer, src32: Int32Array, srcOff: number, dst: Buffer, dst32: Int32Array, dstOff: number, n: number,
+): void {
+  if (n === 0) return;
+  if (n <= WORD_COPY_MAX_BYTES && (srcOff & 3) === 0 && (dstOff & 3) === 0) {
+    // Both ends are 4-aligned and the source record is padded to 8, so whole words are safe to read;
+    // the destination slice is at least align8(n) bytes.
+    const words = (n + 3) >> 2;
+    let s = srcOff >> 2;
+    let d = dstOff >> 2;
+    for (let i = 0; i < words; i++) dst32[d++] = src32[s++];
+    return;
+  }
+  src.copy(dst, dstOff, srcOff, srcOff + n);
+}

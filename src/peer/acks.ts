@@ -1,0 +1,310 @@
+/*
+ * Acks: a peer's request pump (bus1 peer.c, the answers). Peer thread only;
+ * module-private (Peer holds it in a # field).
+ *
+ * Every request that can fail carries a reqId (u32, never 0). The coordinator processes
+ * a peer's requests in order, writes a verdict record only for a failure or a request
+ * that returns values, and then publishes CTL_ACKED = the last reqId it processed. So
+ * the peer learns "everything up to N succeeded, except those with a verdict" from one
+ * word; success costs no record, and many sends are settled by one load. Pending
+ * requests live in a FIFO in reqId order; post()s have no entry: a verdict that matches
+ * no entry is a rejected post.
+ *
+ * This thread is the single consumer of its verdict ring. The pump runs as a microtask
+ * while anything is pending or queued, then sleeps (async, bounded) on CTL_ACKED or on
+ * the OUT tail; the blocking waits here (synchronous requests, post() backpressure)
+ * spin, then sleep in bounded chunks and re-check the peer, so shutdown, disconnection
+ * or a dead coordinator surface as ESHUTDOWN, never a hang.
+ *
+ * Owns: the pending FIFO, the post stream's state (lastPost, postsInFlight, rejected
+ * posts), the last synchronous request's outcome.
+ */
+
+import {
+  CTL_STATE, CTL_ACKED, CTL_ACK_WAITING, STATE_CLOSED, V_REQ, V_CODE, V_RESOURCE, V_DETAIL, V_VALUES_F64,
+  VERDICT_SLOTS, VERDICT_SLOT_BYTES, RING_TAIL, RING_PRODUCER_SLEEPING,
+} from '../../shared/layout.js';
+import { SlotRingReader, RING_EMPTY } from '../../shared/ring.js';
+import { SPIN_LOADS, spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync } from '../../shared/wait.js';
+import { BusError, errorFromWire } from '../errors.js';
+import type { HandleId } from '../message.js';
+import type { PeerTicket } from '../ticket.js';
+import type { PostReport, SendReport } from './types.js';
+import { type PeerLink, shutdown } from './link.js';
+import { type Outbox, SYNC_TIMEOUT_MS } from './outbox.js';
+
+/** Sleep chunk of blocking waits; state is re-checked after each. */
+export const WAIT_CHUNK_MS = 100;
+
+/** What a pending request resolves to (see finish()). */
+export const K_SEND = 1, K_QUERY = 3, K_VOID = 4, K_SYNC = 5, K_PARTIAL = 6, K_BARRIER = 7;
+
+type Resolve = (v: unknown) => void;
+type Reject = (e: unknown) => void;
+
+/** One request waiting for the coordinator's verdict. */
+class PendingRequest {
+  error: BusError | null = null;
+  value: unknown = undefined;
+  refused: SendReport['refused'] | null = null;
+  constructor(
+    readonly req: number, readonly kind: number, readonly resolve: Resolve | null, readonly reject: Reject | null,
+    readonly extra: unknown,
+  ) {}
+}
+
+/** True when request id `a` comes after `b` (u32 ids that wrap). */
+function after(a: number, b: number): boolean {
+  const d = (a - b) >>> 0;
+  return d !== 0 && d < 0x80000000;
+}
+
+export class Acks {
+  readonly #link: PeerLink;
+  readonly #outbox: Outbox;
+  readonly #verdicts: SlotRingReader;
+  // Requests waiting for their verdict, in reqId order (#head is the front).
+  #pending: PendingRequest[] = [];
+  #head = 0;
+  /** reqId of the newest post(), and whether any post may still be unacknowledged. */
+  lastPost = 0;
+  postsInFlight = false;
+  rejectedPosts: Array<{ id: number; error: BusError }> = [];
+  #pumpScheduled = false;
+  #pumpSleeping = false;
+  #pumpFn = () => this.#pump();
+  // The last synchronous request's outcome.
+  #syncDone = false;
+  #syncError: BusError | null = null;
+  #syncValue = 0;
+  #small: Int32Array;
+  #smallU8: Uint8Array;
+
+  constructor(m: PeerTicket, link: PeerLink, outbox: Outbox) {
+    this.#link = link;
+    this.#outbox = outbox;
+    this.#verdicts = new SlotRingReader(m.inSab, m.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
+    const s = link.scratch;
+    this.#small = s.subarray(s.length - 2);
+    this.#smallU8 = new Uint8Array(s.buffer, s.byteOffset + 4 * (s.length - 2), 8);
+  }
+
+  /** A promise for request `reqId`'s verdict; `extra` is the op's name, or a partial send's destinations. */
+  expect(reqId: number, kind: number, extra: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => this.#pend(reqId, kind, resolve, reject, extra));
+  }
+
+  #pend(reqId: number, kind: number, resolve: Resolve | null, reject: Reject | null, extra: unknown): void {
+    this.#pending.push(new PendingRequest(reqId, kind, resolve, reject, extra));
+    this.schedulePump();
+  }
+
+  takeRejected(): PostReport {
+    const rejected = this.rejectedPosts;
+    this.rejectedPosts = [];
+    return { rejected };
+  }
+
+  schedulePump(): void {
+    if (this.#pumpScheduled || this.#pumpSleeping) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(this.#pumpFn);
+  }
+
+  /** Settle what the coordinator has acknowledged; keep waiting (async) while anything is pending. */
+  #pump(): void {
+    this.#pumpScheduled = false;
+    const out = this.#outbox;
+    for (;;) {
+      // Read before looking, so that progress in between wakes the wait below.
+      const seenAck = Atomics.load(this.#link.ctl, CTL_ACKED);
+      const seenTail = Atomics.load(out.out.ctl, RING_TAIL);
+      this.settle();
+      const idle = out.flushBacklog() && this.#head >= this.#pending.length;
+      if (idle) return;
+      if (!this.#link.isOpen()) {
+        this.failAll();
+        return;
+      }
+      const waitSpace = out.backlog.length > 0;
+      const ctl = waitSpace ? out.out.ctl : this.#link.ctl;
+      const index = waitSpace ? RING_TAIL : CTL_ACKED;
+      const seen = waitSpace ? seenTail : seenAck;
+      if (spinWhileEqual(ctl, index, seen, SPIN_LOADS)) continue;
+      const r = sleepWhileEqualAsync(ctl, index, seen, waitSpace ? RING_PRODUCER_SLEEPING : CTL_ACK_WAITING, 1000);
+      if (typeof r === 'string') continue;
+      this.#pumpSleeping = true;
+      void r.then(() => {
+        this.#pumpSleeping = false;
+        this.#pump();
+      });
+      return;
+    }
+  }
+
+  /**
+   * Settle everything the coordinator has acknowledged (up to CTL_ACKED): verdict records
+   * are matched, in order, to pending entries; one that matches no entry is a rejected
+   * post(). Entries without a verdict succeeded.
+   */
+  settle(): void {
+    const acked = Atomics.load(this.#link.ctl, CTL_ACKED) >>> 0;
+    const v = this.#verdicts;
+    const q = this.#pending;
+    let consumed = false;
+    for (;;) {
+      const at = v.read();
+      if (at === RING_EMPTY) break;
+      const vreq = v.i32[at + V_REQ] >>> 0;
+      if (after(vreq, acked)) break;
+      // Entries before this verdict had none: they succeeded.
+      while (this.#head < q.length && after(vreq, q[this.#head].req)) this.#finish(q[this.#head++]);
+      const head = this.#head < q.length ? q[this.#head] : null;
+      const owner = head !== null && head.req === vreq && head.kind !== K_BARRIER ? head : null;
+      const code = v.i32[at + V_CODE];
+      const f = (at >> 1) + V_VALUES_F64;
+      const name = owner === null ? 'post' : typeof owner.extra === 'string' ? owner.extra : opName(owner.kind);
+      if (code !== 0) {
+        const detail = v.i32[at + V_DETAIL] >>> 0;
+        // A stack captured here would only show this loop, and costs microseconds per
+        // error: a sender far ahead of its receiver can be refused thousands of times.
+        const stackLimit = Error.stackTraceLimit;
+        Error.stackTraceLimit = 0;
+        const err = errorFromWire(name, code, v.i32[at + V_RESOURCE], detail, v.f64[f]);
+        Error.stackTraceLimit = stackLimit;
+        if (owner === null) this.rejectedPosts.push({ id: vreq, error: err });
+        // A partial send's refusal of one destination is EDQUOT or ESHUTDOWN; any other code refused the whole request.
+        else if (owner.kind === K_PARTIAL && (err.code === 'EDQUOT' || err.code === 'ESHUTDOWN')) (owner.refused ??= []).push({ destination: detail, error: err });
+        else owner.error = err;
+      } else if (owner !== null && owner.kind === K_QUERY) {
+        owner.value = {
+          limits: { messages: v.f64[f], handles: v.f64[f + 1], bytes: v.f64[f + 2] },
+          remaining: { messages: v.f64[f + 3], handles: v.f64[f + 4], bytes: v.f64[f + 5] },
+        };
+      } else if (owner !== null) {
+        owner.value = v.i32[at + V_DETAIL] >>> 0;
+      }
+      v.consume();
+      consumed = true;
+    }
+    if (consumed) v.release();
+    while (this.#head < q.length && !after(q[this.#head].req, acked)) this.#finish(q[this.#head++]);
+    if (this.postsInFlight && !after(this.lastPost, acked)) this.postsInFlight = false;
+    if (this.#head === q.length) {
+      q.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > q.length) {
+      q.splice(0, this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #finish(p: PendingRequest): void {
+    switch (p.kind) {
+      case K_SYNC:
+        this.#syncDone = true;
+        this.#syncError = p.error;
+        this.#syncValue = typeof p.value === 'number' ? p.value : 0;
+        break;
+      case K_BARRIER:
+        p.resolve!(this.takeRejected());
+        break;
+      case K_PARTIAL: {
+        if (p.error !== null) {
+          p.reject!(p.error);
+          break;
+        }
+        const refused = p.refused ?? [];
+        const no = new Set(refused.map((r) => r.destination));
+        p.resolve!({ delivered: (p.extra as HandleId[]).filter((d) => !no.has(d)), refused });
+        break;
+      }
+      default:
+        if (p.error !== null) p.reject!(p.error);
+        else p.resolve!(p.value);
+    }
+  }
+
+  /** The peer is shut down: everything still pending fails with ESHUTDOWN. */
+  failAll(): void {
+    this.settle();
+    const closedByUs = Atomics.load(this.#link.ctl, CTL_STATE) === STATE_CLOSED;
+    const q = this.#pending;
+    while (this.#head < q.length) {
+      const p = q[this.#head++];
+      const err = shutdown(typeof p.extra === 'string' ? p.extra : opName(p.kind));
+      if (p.kind === K_SYNC) {
+        this.#syncDone = true;
+        this.#syncError = err;
+      } else if (p.kind === K_VOID && closedByUs) {
+        p.resolve!(undefined);
+      } else {
+        p.reject!(err);
+      }
+    }
+    q.length = 0;
+    this.#head = 0;
+    this.#outbox.backlog.length = 0;
+  }
+
+  /** A request that must be answered before returning (createNode, releaseHandle); returns the verdict's value. */
+  syncRequest(what: string, op: number, arg: number): number {
+    const out = this.#outbox;
+    out.assertOpen(what);
+    this.#link.publishTail();
+    const deadline = performance.now() + SYNC_TIMEOUT_MS;
+    // Everything queued earlier goes first, to keep this peer's requests in order.
+    while (!out.flushBacklog()) this.blockForSpace(deadline, what);
+    const reqId = this.#link.takeReq();
+    const body = this.#small;
+    body[0] = reqId;
+    body[1] = arg;
+    let at: number;
+    while ((at = out.out.reserve(8, op)) < 0) this.blockForSpace(deadline, what);
+    out.out.u8.set(this.#smallU8, at);
+    out.commit();
+    this.#syncDone = false;
+    this.#syncError = null;
+    this.#pend(reqId, K_SYNC, null, null, what);
+    const ctl = this.#link.ctl;
+    for (;;) {
+      const seen = Atomics.load(ctl, CTL_ACKED);
+      this.settle();
+      if (this.#syncDone) break;
+      this.#blockOn(ctl, CTL_ACKED, CTL_ACK_WAITING, seen, deadline, what);
+    }
+    if (this.#syncError !== null) throw this.#syncError;
+    return this.#syncValue;
+  }
+
+  /** Wait (blocking) for the coordinator to free OUT ring space, draining verdicts meanwhile so it is never stuck on us. */
+  blockForSpace(deadline: number, what: string): void {
+    const out = this.#outbox.out;
+    // The tail that made the last reserve() fail: any release since then ends the wait.
+    const seen = out.tailSeen | 0;
+    this.settle();
+    this.#blockOn(out.ctl, RING_TAIL, RING_PRODUCER_SLEEPING, seen, deadline, what);
+  }
+
+  /** One bounded blocking wait on a word; throws ESHUTDOWN when the peer is shut down or the coordinator is stuck. */
+  #blockOn(ctl: Int32Array, index: number, flag: number, seen: number, deadline: number, what: string): void {
+    if (!this.#link.isOpen()) {
+      this.failAll();
+      throw shutdown(what);
+    }
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      throw new BusError('ESHUTDOWN', `${what}: the coordinator did not answer within ${SYNC_TIMEOUT_MS} ms`);
+    }
+    if (spinWhileEqual(ctl, index, seen, SPIN_LOADS)) return;
+    sleepWhileEqual(ctl, index, seen, flag, Math.min(left, WAIT_CHUNK_MS));
+  }
+}
+
+function opName(kind: number): string {
+  switch (kind) {
+    case K_SEND: case K_PARTIAL: return 'send';
+    case K_QUERY: return 'query';
+    default: return 'request';
+  }
+}

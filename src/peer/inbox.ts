@@ -1,0 +1,158 @@
+/*
+ * Inbox: a peer's receive path (bus1 peer.c, RECV and SLICE_RELEASE). Peer thread only;
+ * module-private (Peer holds it in a # field).
+ *
+ * This thread is the single consumer of its descriptor ring (PeerLink.desc) and reads
+ * payloads in place from its pool: a data Message is a view of the pool, valid until
+ * released. Receipts (the descriptor tail) are published in batches (PeerLink.consumed);
+ * releases are gathered into OP_RELEASE_SLICES records (releaseSlice below), written
+ * through the Outbox.
+ *
+ * Waiting for a message: spin briefly, then sleep with the ring's consumer-sleeping
+ * flag raised, so that the coordinator notifies only when this thread really sleeps
+ * (shared/wait.ts). Every wait is bounded and re-checks the peer's state.
+ *
+ * Owns: the release batch and the count of async receivers asleep; is the SliceOwner of
+ * every data Message it creates. The everyday layer (src/router.ts) sees each message
+ * first and may take it (replies, events).
+ */
+
+import {
+  OP_RELEASE_SLICES, RELEASE_BATCH, D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA,
+  KIND_NODE_DESTROY, KIND_NODE_RELEASE, KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
+  DESC_NHANDLES_MASK, TAG_SHIFT, RING_HEAD, RING_CONSUMER_SLEEPING,
+} from '../../shared/layout.js';
+import { RING_EMPTY } from '../../shared/ring.js';
+import { SPIN_LOADS, spinWhileEqual, sleepWhileEqualAsync } from '../../shared/wait.js';
+import { Message, type HandleId, type SliceOwner } from '../message.js';
+import type { Layer } from '../router.js';
+import type { PeerLink } from './link.js';
+import type { Outbox } from './outbox.js';
+
+export class Inbox implements SliceOwner {
+  readonly #link: PeerLink;
+  readonly #outbox: Outbox;
+  /** Set by Peer once the layer exists (the layer needs the Peer). */
+  layer!: Layer;
+  #asyncRecvWaiters = 0;
+  readonly #releases: Int32Array;
+  readonly #releasesU8: Uint8Array;
+  #flushReleasesFn = () => this.flushReleases();
+
+  constructor(link: PeerLink, outbox: Outbox) {
+    this.#link = link;
+    this.#outbox = outbox;
+    this.#releases = link.scratch.subarray(0, 2 + RELEASE_BATCH);
+    this.#releasesU8 = new Uint8Array(link.scratch.buffer, link.scratch.byteOffset, 4 * (2 + RELEASE_BATCH));
+  }
+
+  /** The next message from the ring that the layer does not take for itself (replies, events...). */
+  recvRing(): Message | undefined {
+    const link = this.#link;
+    const desc = link.desc;
+    const i32 = desc.i32;
+    for (;;) {
+      const at = desc.read();
+      if (at === RING_EMPTY) {
+        // About to wait, or to return to a caller that may: let the coordinator see our receipts and releases.
+        this.flushReleases();
+        return undefined;
+      }
+      const word = i32[at + D_KIND];
+      let kind = word & KIND_MASK;
+      if (kind === KIND_NODE_RELEASE) {
+        // The coordinator may withdraw it concurrently; claim it first.
+        if (Atomics.compareExchange(i32, at + D_KIND, KIND_NODE_RELEASE, KIND_CLAIMED) !== KIND_NODE_RELEASE) kind = 0;
+      }
+      if (kind !== KIND_DATA && kind !== KIND_NODE_DESTROY && kind !== KIND_NODE_RELEASE) {
+        desc.consume();
+        link.consumed();
+        continue;
+      }
+      const dest = i32[at + D_DEST] >>> 0;
+      const seq = desc.f64[(at >> 1) + D_SEQ_F64];
+      const uid = desc.f64[(at >> 1) + D_UID_F64];
+      let msg: Message;
+      if (kind === KIND_DATA) {
+        const offset = i32[at + D_OFFSET] >>> 0;
+        const bytes = i32[at + D_BYTES] >>> 0;
+        const nh = (word >>> DESC_NHANDLES_SHIFT) & DESC_NHANDLES_MASK;
+        let handles: HandleId[] | null = null;
+        if (nh > 0) {
+          handles = new Array(nh);
+          const hw = (offset + ((bytes + 3) & ~3)) >> 2;
+          for (let i = 0; i < nh; i++) handles[i] = link.inI32[hw + i] >>> 0;
+        }
+        msg = new Message('data', dest, new Uint8Array(link.inSab, offset, bytes), handles, uid, seq,
+          (word & DESC_CONTINUE) !== 0, this, offset, word >>> TAG_SHIFT, this.layer);
+      } else {
+        msg = new Message(kind === KIND_NODE_DESTROY ? 'node-destroy' : 'node-release', dest, null, null, uid, seq,
+          (word & DESC_CONTINUE) !== 0, null, 0);
+      }
+      desc.consume();
+      link.consumed();
+      if (this.layer.route(msg)) continue;
+      return msg;
+    }
+  }
+
+  /** One bounded event-loop sleep until the descriptor head moves from `seen`. */
+  async sleepHead(seen: number, signal?: AbortSignal): Promise<void> {
+    const head = this.#link.desc.ctl;
+    this.#asyncRecvWaiters++;
+    Atomics.store(head, RING_CONSUMER_SLEEPING, 1);
+    try {
+      const r = sleepWhileEqualAsync(head, RING_HEAD, seen, -1, 1000);
+      if (typeof r !== 'string') {
+        if (signal === undefined) await r;
+        else await abortable(r, signal, () => Atomics.notify(head, RING_HEAD));
+      }
+    } finally {
+      if (--this.#asyncRecvWaiters === 0) Atomics.store(head, RING_CONSUMER_SLEEPING, 0);
+    }
+  }
+
+  /** Spin first, as recv() does (a reply often lands within microseconds), then sleepHead(). */
+  waitHead(seen: number): Promise<void> {
+    return spinWhileEqual(this.#link.desc.ctl, RING_HEAD, seen, SPIN_LOADS) ? Promise.resolve() : this.sleepHead(seen);
+  }
+
+  /**
+   * SLICE_RELEASE, called by Message.release(). Releases are gathered into one record of
+   * up to RELEASE_BATCH offsets, written when the batch is full, when this thread is
+   * about to wait, before any other request, or at the end of the current task
+   * (microtask), so that the coordinator sees them promptly without a record each.
+   */
+  releaseSlice(offset: number): void {
+    if (!this.#link.isOpen()) return; // the coordinator already took the whole pool back
+    const n = this.#releases[1];
+    this.#releases[2 + n] = offset;
+    this.#releases[1] = n + 1;
+    if (n + 1 === RELEASE_BATCH) this.flushReleases();
+    else if (n === 0) queueMicrotask(this.#flushReleasesFn);
+  }
+
+  flushReleases(): void {
+    this.#link.publishTail();
+    const n = this.#releases[1];
+    if (n === 0) return;
+    if (this.#link.isOpen()) this.#outbox.writeRecordRaw(OP_RELEASE_SLICES, this.#releasesU8.subarray(0, 8 + 4 * n));
+    this.#releases[1] = 0;
+  }
+}
+
+/** Await `p`, or reject with the signal's reason when it aborts first (waking the wait). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal, wake: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      wake();
+      reject(signal.reason);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(v);
+    }, reject);
+  });
+}

@@ -1,0 +1,122 @@
+/*
+ * PeerLink: the state one Peer's parts share (src/peer/*.ts), and the few operations
+ * every part needs. Peer thread only; module-private (Peer holds it in a # field).
+ *
+ * Holds the views of the peer's own memory from its ticket: the IN control words, the
+ * descriptor ring (read here: this thread is its single consumer), the doorbell and this
+ * peer's bell. Owns the peer's open/closed flags, the request id counter, the descriptor
+ * tail's batched publication, and the scratch words that the release batch and small
+ * requests share (one allocation per peer).
+ *
+ * Who writes what: `closed` is set by Peer.close(), `coordinatorGone` by the port's
+ * 'close' event; every other field is fixed after construction or written only here.
+ */
+
+import type { MessagePort } from 'node:worker_threads';
+import {
+  DESC_SLOT_BYTES, CTL_STATE, CTL_ACKED, STATE_OPEN, RING_HEAD, RELEASE_BATCH, CTL_BELL, BELL_COUNTER, BELL_MAP,
+} from '../../shared/layout.js';
+import { SlotRingReader } from '../../shared/ring.js';
+import { BusError } from '../errors.js';
+import type { PeerTicket } from '../ticket.js';
+
+/** Receipts published together (see consumed()). */
+const TAIL_BATCH = 32;
+
+export class PeerLink {
+  readonly ctl: Int32Array;
+  readonly inSab: SharedArrayBuffer;
+  readonly inI32: Int32Array;
+  readonly desc: SlotRingReader;
+  readonly doorbell: Int32Array;
+  /** Word and bit of this peer's bell in the doorbell's bell map (word < 0: none). */
+  readonly bellWord: number;
+  readonly bellBit: number;
+  readonly maxMessageBytes: number;
+  port: MessagePort | null;
+  closed = false;
+  coordinatorGone = false;
+  #nextReq = 1;
+  #unpublished = 0;
+  #publishTailFn = () => this.publishTail();
+  /** The release batch (2 + RELEASE_BATCH words) and a small request body (2 words), in one buffer. */
+  readonly scratch = new Int32Array(2 + RELEASE_BATCH + 2);
+
+  constructor(m: PeerTicket) {
+    this.ctl = new Int32Array(m.inSab, 0, 64);
+    this.inSab = m.inSab;
+    this.inI32 = new Int32Array(m.inSab, 0, m.inSab.byteLength >> 2);
+    this.desc = new SlotRingReader(m.inSab, m.descriptorOffset, m.descriptorSlots, DESC_SLOT_BYTES);
+    this.doorbell = new Int32Array(m.doorbell);
+    const bell = Atomics.load(this.ctl, CTL_BELL);
+    this.bellWord = bell >= 0 ? BELL_MAP + (bell >> 5) : -1;
+    this.bellBit = bell >= 0 ? 1 << (bell & 31) : 0;
+    this.maxMessageBytes = m.maxMessageBytes;
+    this.port = m.port ?? null;
+    if (this.port !== null) {
+      // Closing of the other end means the coordinator thread is gone.
+      this.port.on('close', () => {
+        this.coordinatorGone = true;
+        Atomics.notify(this.ctl, CTL_ACKED);
+        Atomics.notify(this.desc.ctl, RING_HEAD);
+      });
+      this.port.unref();
+    }
+  }
+
+  /** True until close(), disconnection by the coordinator, or bus shutdown. */
+  isOpen(): boolean {
+    return !this.closed && !this.coordinatorGone && Atomics.load(this.ctl, CTL_STATE) === STATE_OPEN;
+  }
+
+  takeReq(): number {
+    const id = this.#nextReq;
+    this.#nextReq = (id + 1) >>> 0 || 1;
+    return id;
+  }
+
+  /**
+   * Called after publishing when the coordinator said it does not poll this OUT ring:
+   * ring this peer's bell and the doorbell (shared/layout.ts, Doorbell). Always both: a
+   * "coordinator sleeps" word that peers trusted could be cleared by any one of them.
+   */
+  kick(): void {
+    const db = this.doorbell;
+    if (this.bellWord >= 0) Atomics.or(db, this.bellWord, this.bellBit);
+    Atomics.add(db, BELL_COUNTER, 1);
+    Atomics.notify(db, BELL_COUNTER, 1);
+  }
+
+  /**
+   * Receipts (the descriptor tail) are published in batches: the tail's cache line is
+   * read by the coordinator, and writing it per message would bounce it between cores.
+   * It is published before anything the coordinator must see in order after it (a
+   * release, a request naming a handle that arrived in a message), when the batch is
+   * full, when this thread is about to wait, and at the end of the current task.
+   */
+  consumed(): void {
+    if (++this.#unpublished >= TAIL_BATCH) this.publishTail();
+    else if (this.#unpublished === 1) queueMicrotask(this.#publishTailFn);
+  }
+
+  publishTail(): void {
+    if (this.#unpublished === 0) return;
+    this.#unpublished = 0;
+    this.desc.release();
+  }
+}
+
+export function shutdown(what: string): BusError {
+  return new BusError('ESHUTDOWN', `${what}: the peer is closed or the bus is shut down`);
+}
+
+export function invalid(msg: string): BusError {
+  return new BusError('EINVAL', msg);
+}
+
+export function checkHandleId(h: unknown, what: string): number {
+  if (typeof h !== 'number' || !Number.isInteger(h) || h <= 0 || h > 0xffffffff) {
+    throw invalid(`${what}: ${String(h)} is not a handle id (a positive integer)`);
+  }
+  return h;
+}

@@ -1,0 +1,235 @@
+/*
+ * Outbox: a peer's send path (bus1 peer.c, the writing half). Peer thread only;
+ * module-private (Peer holds it in a # field).
+ *
+ * This thread is the single producer of its OUT ring; the coordinator is its single
+ * consumer. Every request is one record, framed by the ring (shared/ring.ts); every
+ * request that can fail carries a reqId from PeerLink.takeReq(), in order.
+ *
+ * Backpressure: when the ring is full, records wait in `backlog` (in order; every later
+ * record queues behind them) until the coordinator frees space; the request pump
+ * (acks.ts) moves them in. post() and synchronous requests wait for space instead
+ * (Acks.blockForSpace), with a timeout.
+ *
+ * reserve(): an open reservation (resAt >= 0) holds the ring's uncommitted end, so
+ * nothing may be committed until postReserved()/cancelReserved(): every other request
+ * fails with EBUSY (assertOpen) and queued records stay queued.
+ *
+ * Owns: the OUT ring writer, the backlog, the reservation. Reads the other parts only
+ * through `acks` and `releases`, set once by Peer (interfaces, so this module imports
+ * neither).
+ */
+
+import {
+  OP_SEND, SEND_FLAG_STREAM, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
+} from '../../shared/layout.js';
+import { ByteRingWriter } from '../../shared/ring.js';
+import { BusError } from '../errors.js';
+import type { HandleId } from '../message.js';
+import type { PeerTicket } from '../ticket.js';
+import { encodeValue } from '../values.js';
+import { type PeerLink, shutdown, invalid, checkHandleId } from './link.js';
+
+/** How long a synchronous request (createNode, releaseHandle) or a blocked post() waits for the coordinator. */
+export const SYNC_TIMEOUT_MS = 30_000;
+
+const EMPTY_PAYLOAD = new Uint8Array(0);
+
+/** What the send path needs of the request pump (src/peer/acks.ts). */
+export interface OutboxAcks {
+  /** Block until the coordinator frees OUT space (or throw ESHUTDOWN at the deadline). */
+  blockForSpace(deadline: number, what: string): void;
+  /** Make sure the pump runs: it moves the backlog in as space frees. */
+  schedulePump(): void;
+}
+
+/** What the send path needs of the receive side (src/peer/inbox.ts). */
+export interface OutboxReleases {
+  /** Write the pending release batch (it must precede any other request). */
+  flushReleases(): void;
+}
+
+export class Outbox {
+  readonly out: ByteRingWriter;
+  readonly #outBuf: Buffer;
+  readonly #link: PeerLink;
+  readonly backlog: Array<{ op: number; body: Uint8Array }> = [];
+  acks!: OutboxAcks;
+  releases!: OutboxReleases;
+  /** Payload offset in the OUT ring of the open reservation (-1: none), its record's word and its reqId. */
+  resAt = -1;
+  #resRecord = 0;
+  resReq = 0;
+
+  constructor(m: PeerTicket, link: PeerLink) {
+    this.#link = link;
+    this.out = new ByteRingWriter(m.outSab, 0, m.outRingBytes);
+    this.#outBuf = Buffer.from(m.outSab, this.out.u8.byteOffset, m.outRingBytes);
+  }
+
+  assertOpen(what: string): void {
+    if (!this.#link.isOpen()) throw shutdown(what);
+    if (this.resAt >= 0) throw new BusError('EBUSY', `${what}: a reserved message is still open; postReserved() or cancelReserved() it first`);
+  }
+
+  /** Write (or queue behind the backlog) one small record; the body starts with its reqId. */
+  writeRecord(op: number, body: Uint8Array): void {
+    this.releases.flushReleases();
+    this.writeRecordRaw(op, body);
+  }
+
+  writeRecordRaw(op: number, body: Uint8Array): void {
+    this.#link.publishTail();
+    if (this.backlog.length === 0 && this.resAt < 0) {
+      const at = this.out.reserve(body.byteLength, op);
+      if (at >= 0) {
+        this.out.u8.set(body, at);
+        if (this.out.commit()) this.#link.kick();
+        return;
+      }
+    }
+    this.backlog.push({ op, body: body.slice() });
+    this.acks.schedulePump();
+  }
+
+  /** Publish what was written since the last commit, ringing the bell when the coordinator asked. */
+  commit(): void {
+    if (this.out.commit()) this.#link.kick();
+  }
+
+  /** Move queued records into the ring while they fit. True when the backlog is empty. */
+  flushBacklog(): boolean {
+    const q = this.backlog;
+    if (q.length === 0) return true;
+    if (this.resAt >= 0) return false; // a commit now would publish the open reservation
+    let n = 0;
+    while (n < q.length) {
+      const r = q[n];
+      const at = this.out.reserve(r.body.byteLength, r.op);
+      if (at < 0) break;
+      this.out.u8.set(r.body, at);
+      n++;
+    }
+    if (n > 0) {
+      q.splice(0, n);
+      this.commit();
+    }
+    return q.length === 0;
+  }
+
+  /** reserve(): open a post() of `bytes` bytes to `to`; returns the view of its payload. */
+  reserve(to: HandleId, bytes: number): Uint8Array {
+    if (this.resAt >= 0) throw new BusError('EBUSY', 'reserve: a reserved message is still open; postReserved() or cancelReserved() it first');
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw invalid(`reserve: bytes must be a non-negative integer, got ${String(bytes)}`);
+    this.resReq = this.writeSend('reserve', to, EMPTY_PAYLOAD, undefined, SEND_FLAG_STREAM, true, bytes);
+    return this.out.u8.subarray(this.resAt, this.resAt + bytes);
+  }
+
+  /** Close the open reservation: posted as it is, or (cancel) turned into a record the coordinator skips. */
+  endReserved(cancel: boolean): void {
+    if (cancel) {
+      // The record stays in the ring (others may follow it): no id, no flags, no destination,
+      // which the coordinator refuses without a verdict and without touching the post stream.
+      const w = this.#resRecord;
+      const i32 = this.out.i32;
+      i32[w] = 0;
+      i32[w + 1] = 0;
+      i32[w + 2] = 0;
+    }
+    this.resAt = -1;
+    this.commit();
+    this.flushBacklog();
+  }
+
+  /**
+   * Write one OP_SEND record: validated here, encoded into the ring in place (or into a
+   * copy queued behind the backlog). `block`: wait for ring space instead of queueing
+   * (post()). `reserveBytes` >= 0: leave the payload for the caller (reserve()).
+   */
+  writeSend(
+    what: string, to: HandleId | HandleId[], value: unknown, handles: HandleId[] | undefined, flags: number,
+    block = false, reserveBytes = -1,
+  ): number {
+    this.assertOpen(what);
+    let ndest: number;
+    if (typeof to === 'number') {
+      checkHandleId(to, what);
+      ndest = 1;
+    } else if (Array.isArray(to)) {
+      // [] is bus1's empty transaction: validated and sent like any other, it delivers nothing.
+      ndest = to.length;
+      if (ndest > MAX_DESTINATIONS) throw invalid(`${what}: at most ${MAX_DESTINATIONS} destinations`);
+      for (let i = 0; i < ndest; i++) {
+        checkHandleId(to[i], what);
+        for (let j = 0; j < i; j++) {
+          if (to[j] === to[i]) throw new BusError('ENOTUNIQ', `${what}: destination ${to[i]} is named twice`);
+        }
+      }
+    } else {
+      throw invalid(`${what}: the destination must be a handle id or an array of them`);
+    }
+    let nh = 0;
+    if (handles !== undefined) {
+      if (!Array.isArray(handles)) throw invalid(`${what}: opts.handles must be an array of handle ids`);
+      nh = handles.length;
+      if (nh > MAX_HANDLES_PER_MESSAGE) throw invalid(`${what}: at most ${MAX_HANDLES_PER_MESSAGE} handles per message`);
+      for (let i = 0; i < nh; i++) checkHandleId(handles[i], what);
+    }
+    const enc = encodeValue(value, what);
+    const data = enc.data;
+    flags |= enc.kind << TAG_SHIFT;
+    const isString = typeof data === 'string';
+    // reserve(): the caller fills the payload in place afterwards.
+    const plen = reserveBytes >= 0 ? reserveBytes : isString ? Buffer.byteLength(data, 'utf8') : data.byteLength;
+    const max = this.#link.maxMessageBytes;
+    if (plen > max) {
+      throw new BusError('EMSGSIZE', `${what}: message of ${plen} bytes is larger than the bus allows (${max})`);
+    }
+    const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
+    const bodyBytes = idsBytes + plen;
+    // Handles named here (destinations too) may have arrived in messages just received.
+    this.#link.publishTail();
+    const reqId = this.#link.takeReq();
+    let i32: Int32Array, u8: Uint8Array, at: number, buf: Buffer;
+    let spill: Uint8Array | null = null;
+    let direct = this.backlog.length === 0 ? this.out.reserve(bodyBytes, OP_SEND) : -1;
+    if (direct < 0 && block) {
+      // post(): backpressure by waiting for ring space rather than queueing a copy.
+      const deadline = performance.now() + SYNC_TIMEOUT_MS;
+      while (!this.flushBacklog()) this.acks.blockForSpace(deadline, what);
+      while ((direct = this.out.reserve(bodyBytes, OP_SEND)) < 0) this.acks.blockForSpace(deadline, what);
+    }
+    if (direct >= 0) {
+      i32 = this.out.i32; u8 = this.out.u8; buf = this.#outBuf; at = direct;
+    } else {
+      spill = new Uint8Array(align8(bodyBytes));
+      i32 = new Int32Array(spill.buffer); u8 = spill; buf = Buffer.from(spill.buffer); at = 0;
+    }
+    let w = at >> 2;
+    i32[w] = reqId; i32[w + 1] = flags; i32[w + 2] = ndest; i32[w + 3] = nh; i32[w + 4] = plen; i32[w + 5] = 0;
+    w += SEND_HEADER_WORDS;
+    if (typeof to === 'number') i32[w++] = to;
+    else for (let i = 0; i < ndest; i++) i32[w++] = to[i];
+    for (let i = 0; i < nh; i++) i32[w++] = handles![i];
+    const p = at + idsBytes;
+    if (reserveBytes >= 0) {
+      this.resAt = p;
+      this.#resRecord = at >> 2;
+      return reqId;
+    }
+    if (isString) {
+      if (plen > 0) buf.write(data as string, p, plen, 'utf8');
+    } else if (plen <= 32) {
+      const d = data as Uint8Array;
+      for (let i = 0; i < plen; i++) u8[p + i] = d[i];
+    } else {
+      u8.set(data as Uint8Array, p);
+    }
+    if (spill === null) {
+      this.commit();
+    } else {
+      this.backlog.push({ op: OP_SEND, body: spill.subarray(0, bodyBytes) });
+    }
+    return reqId;
+  }
+}
