@@ -21,20 +21,21 @@
  *   - a weight lives exactly as long as the owner thread's object for the peer's IN
  *     buffer (a WeakMap entry keyed by it): the ticket's inSab, which the registry's
  *     views also keep alive;
- *   - a weight is never read or written, and allocated uninitialised, so its pages are
- *     never touched: it costs address space, not resident memory;
+ *   - a weight is never read or written: a resizable ArrayBuffer of fixed size, whose
+ *     pages V8 maps straight from the OS and nothing touches, so it costs address space
+ *     and no resident memory (an ordinary ArrayBuffer or Buffer comes from malloc, which
+ *     touches a page per allocation); V8 counts it in process.memoryUsage().external,
+ *     not in arrayBuffers;
  *   - it is advisory: if it cannot be allocated, the peer is minted without it.
  */
 
-import { Buffer } from 'node:buffer';
-
-const weights = new WeakMap<SharedArrayBuffer, Buffer>();
+const weights = new WeakMap<SharedArrayBuffer, ArrayBuffer>();
 
 /** Give `inSab` (and with it the whole peer, `bytes` of shared memory) its weight in this thread's GC. */
 export function weighSharedMemory(inSab: SharedArrayBuffer, bytes: number): void {
   if (weights.has(inSab)) return;
   try {
-    weights.set(inSab, Buffer.allocUnsafeSlow(bytes));
+    weights.set(inSab, new ArrayBuffer(bytes, { maxByteLength: bytes }));
   } catch {
     // Out of address space: the peer works the same; only its memory may come back later.
   }
