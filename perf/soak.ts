@@ -10,7 +10,9 @@
  * Every interval (default 60 s) it prints one row: RSS of the process (every thread),
  * the owner's heap, pool bytes in use (bytes charged on every uid: queued and received,
  * unreleased messages), messages in flight (sent, not yet received, summed over every
- * receiving uid's shares), traffic and churn since the last row.
+ * receiving uid's shares), traffic and churn since the last row, and how many client
+ * tickets the owner thread still holds (minted and not yet garbage-collected: a
+ * FinalizationRegistry counts them; each keeps its peer's buffers mapped).
  *
  * "Flat" (the verdict at the end), after the first row (warm-up):
  *   - RSS: the last row is within 10% of the second row, and no row after the first is
@@ -47,6 +49,9 @@ const bus = await Bus.start({ userLimits: { messages: 4096, bytes: 8 << 20 }, ma
 const traffic = { sent: 0, received: 0, replies: 0, refused: 0, joined: 0, left: 0, abnormal: 0 };
 const live = new Set<Worker>();
 let seed = 12345;
+let ticketsMinted = 0;
+let ticketsCollected = 0;
+const tickets = new FinalizationRegistry<number>(() => { ticketsCollected++; });
 
 function count(s: SoakStats): void {
   traffic.sent += s.sent;
@@ -94,6 +99,8 @@ async function newClient(): Promise<void> {
   seed = (Math.imul(seed, 48271) + 1) >>> 0;
   const uid = CLIENT_UID + (traffic.joined % CLIENT_UIDS);
   const ticket = await bus.createPeer({ uid });
+  ticketsMinted++;
+  tickets.register(ticket, uid);
   const handles: number[] = [];
   for (let i = 0; i < SERVICES; i++) handles.push(await bus.transferHandle(serviceTickets[i], serviceNodes[i], ticket));
   traffic.joined++;
@@ -113,14 +120,14 @@ async function usages(uids: number[]): Promise<Usage[]> {
 }
 const allUids = [...Array.from({ length: SERVICES }, (_, i) => SERVICE_UID + i), ...Array.from({ length: CLIENT_UIDS }, (_, i) => CLIENT_UID + i)];
 
-interface Row { minute: number; rssMiB: number; heapMiB: number; poolKiB: number; inFlight: number; msgsPerS: number; joined: number; left: number; live: number }
+interface Row { minute: number; rssMiB: number; heapMiB: number; poolKiB: number; inFlight: number; msgsPerS: number; joined: number; left: number; live: number; ticketsHeld: number }
 const rows: Row[] = [];
 const mib = (b: number) => b / (1 << 20);
 let last = { ...traffic };
 const start = performance.now();
 console.log(`soak: ${MINUTES} min, a row every ${INTERVAL_S} s, ${SERVICES} services, up to ${CLIENTS} clients at a time`);
-console.log('| min | RSS MiB | owner heap MiB | pool KiB in use | in flight (msgs) | msgs/s | joined | left | live workers |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| min | RSS MiB | owner heap MiB | pool KiB in use | in flight (msgs) | msgs/s | joined | left | live workers | tickets held |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 const rounds = Math.max(1, Math.round((MINUTES * 60) / INTERVAL_S));
 for (let r = 1; r <= rounds; r++) {
   await new Promise((resolve) => setTimeout(resolve, start + r * INTERVAL_S * 1000 - performance.now()));
@@ -135,10 +142,11 @@ for (let r = 1; r <= rounds; r++) {
     minute: (r * INTERVAL_S) / 60, rssMiB: mib(mem.rss), heapMiB: mib(mem.heapUsed), poolKiB: pool / 1024, inFlight,
     msgsPerS: (traffic.received + traffic.replies - last.received - last.replies) / INTERVAL_S,
     joined: traffic.joined - last.joined, left: traffic.left - last.left, live: live.size,
+    ticketsHeld: ticketsMinted - ticketsCollected,
   };
   last = { ...traffic };
   rows.push(row);
-  console.log(`| ${row.minute.toFixed(1)} | ${row.rssMiB.toFixed(1)} | ${row.heapMiB.toFixed(1)} | ${row.poolKiB.toFixed(0)} | ${row.inFlight} | ${row.msgsPerS.toFixed(0)} | ${row.joined} | ${row.left} | ${row.live} |`);
+  console.log(`| ${row.minute.toFixed(1)} | ${row.rssMiB.toFixed(1)} | ${row.heapMiB.toFixed(1)} | ${row.poolKiB.toFixed(0)} | ${row.inFlight} | ${row.msgsPerS.toFixed(0)} | ${row.joined} | ${row.left} | ${row.live} | ${row.ticketsHeld} |`);
 }
 
 // Wind down: no new clients; wait for the last ones (bounded), then check the books.

@@ -17,6 +17,7 @@ import type { Limits } from './coordinator/ledger.js';
 import { DEFAULT_USER_LIMITS } from './coordinator/users.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, BELL_CONTROL, BELL_COUNTER } from '../shared/layout.js';
 import { PeerRegistry } from './peer-registry.js';
+import { weighSharedMemory } from './memory-weight.js';
 import { spawnPeer, NodeRef, type SpawnOptions, type Spawned } from './spawn.js';
 import type { BusStats } from './stats.js';
 
@@ -180,6 +181,8 @@ export class Bus {
     const name = typeof opts.name === 'string' ? opts.name : undefined;
     const m = await this.#call<PeerMemory>({ op: 'createPeer', uid, limits, name }, 'createPeer');
     this.#peers.add(m.inSab, m.descriptorOffset, m.outSab);
+    // Without it, this thread could keep dead peers' buffers mapped for hours (src/memory-weight.ts).
+    weighSharedMemory(m.inSab, m.inSab.byteLength + m.outSab.byteLength);
     return {
       kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
       doorbell: m.doorbell, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
