@@ -241,8 +241,13 @@ export class Bus {
       const p = this.#call<void>({ op: 'close' }, 'close');
       this.#closed = true;
       await p.catch(() => undefined);
+      await this.#exited;
+      return;
     }
+    // The coordinator died first: like every bus.* call, close() reports it (ESHUTDOWN), but
+    // only once everything is released and the thread is gone, so that cleanup has finished.
     this.#closed = true;
     await this.#exited;
+    throw new BusError('ESHUTDOWN', `close: the coordinator thread died before the bus was closed (${this.#dead.message})`);
   }
 }
