@@ -11,11 +11,17 @@
  * without a full collection: the buffers of peers long gone stay mapped, and RSS grows
  * with every peer that comes and goes (issue 10: about 0.5 MiB per soak client).
  *
- * The cure: in the owner thread, each peer's IN buffer carries an ordinary buffer of the
- * peer's reserved size, which V8 counts as external memory. Minting peers then drives
- * full collections as allocating ArrayBuffers does (V8 starts one after each 64 MiB or
- * so of new external memory), and each such collection frees the dead peers' buffers
- * together with their weights.
+ * The cure: in the owner thread, each peer's IN buffer carries an ordinary buffer that V8
+ * counts as external memory. Minting peers then drives full collections as allocating
+ * ArrayBuffers does (V8 starts one after each 64 MiB or so of new external memory), and
+ * each such collection frees the dead peers' buffers together with their weights.
+ *
+ * The weight is what a peer really costs in pages, not what it reserves: weighing the
+ * whole reservation (about 390 MiB with the default limits) made every createPeer start
+ * a full collection, and minting 2000 peers took 8.7 s instead of about 1 s. At
+ * PEER_WEIGHT_BYTES (a used peer touches about 0.5 MiB: the soak's growth per client)
+ * a full collection comes every 32 peers or so, which bounds what dead peers can hold
+ * to about as much.
  *
  * Invariants:
  *   - a weight lives exactly as long as the owner thread's object for the peer's IN
@@ -29,13 +35,17 @@
  *   - it is advisory: if it cannot be allocated, the peer is minted without it.
  */
 
+/** At most this much weight per peer (see above). */
+export const PEER_WEIGHT_BYTES = 2 << 20;
+
 const weights = new WeakMap<SharedArrayBuffer, ArrayBuffer>();
 
-/** Give `inSab` (and with it the whole peer, `bytes` of shared memory) its weight in this thread's GC. */
+/** Give `inSab` (and with it the whole peer, `bytes` of shared memory reserved) its weight in this thread's GC. */
 export function weighSharedMemory(inSab: SharedArrayBuffer, bytes: number): void {
   if (weights.has(inSab)) return;
   try {
-    weights.set(inSab, new ArrayBuffer(bytes, { maxByteLength: bytes }));
+    const weight = bytes < PEER_WEIGHT_BYTES ? bytes : PEER_WEIGHT_BYTES;
+    weights.set(inSab, new ArrayBuffer(weight, { maxByteLength: weight }));
   } catch {
     // Out of address space: the peer works the same; only its memory may come back later.
   }
