@@ -17,7 +17,7 @@ import type { Limits } from './coordinator/ledger.js';
 import { DEFAULT_USER_LIMITS } from './coordinator/users.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, BELL_CONTROL, BELL_COUNTER } from '../shared/layout.js';
 import { PeerRegistry } from './peer-registry.js';
-import { weighSharedMemory } from './memory-weight.js';
+import { weighForCollection } from './memory-weight.js';
 import { spawnPeer, NodeRef, type SpawnOptions, type Spawned } from './spawn.js';
 import type { BusStats } from './stats.js';
 
@@ -180,9 +180,9 @@ export class Bus {
     const limits = checkLimits(opts.limits, 'createPeer limits');
     const name = typeof opts.name === 'string' ? opts.name : undefined;
     const m = await this.#call<PeerMemory>({ op: 'createPeer', uid, limits, name }, 'createPeer');
-    this.#peers.add(m.inSab, m.descriptorOffset, m.outSab);
-    // Without it, this thread could keep dead peers' buffers mapped for hours (src/memory-weight.ts).
-    weighSharedMemory(m.inSab, m.inSab.byteLength + m.outSab.byteLength);
+    // Peers found gone: start a collection that frees their buffers, without which this
+    // thread could keep them mapped for hours (src/memory-weight.ts).
+    if (this.#peers.add(m.inSab, m.descriptorOffset, m.outSab) > 0) weighForCollection(m.inSab);
     return {
       kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
       doorbell: m.doorbell, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,

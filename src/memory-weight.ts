@@ -11,17 +11,20 @@
  * without a full collection: the buffers of peers long gone stay mapped, and RSS grows
  * with every peer that comes and goes (issue 10: about 0.5 MiB per soak client).
  *
- * The cure: in the owner thread, each peer's IN buffer carries an ordinary buffer that V8
- * counts as external memory. Minting peers then drives full collections as allocating
- * ArrayBuffers does (V8 starts one after each 64 MiB or so of new external memory), and
- * each such collection frees the dead peers' buffers together with their weights.
+ * The cure: the owner thread's garbage collector is made to run a full collection soon
+ * after peers die. V8 starts one when about 64 MiB of new external memory has been
+ * allocated since the last, so when the owner learns that peers it minted are gone (its
+ * registry prunes them, src/peer-registry.ts), the next peer it mints carries a weight
+ * of that size: an ordinary buffer that V8 counts as external memory, kept in a WeakMap
+ * keyed by that peer's IN buffer, so that it lives and dies with the peer. The
+ * collection it starts frees the dead peers' buffers: by then the registry no longer
+ * holds them, and the tickets are the user's garbage.
  *
- * The weight is what a peer really costs in pages, not what it reserves: weighing the
- * whole reservation (about 390 MiB with the default limits) made every createPeer start
- * a full collection, and minting 2000 peers took 8.7 s instead of about 1 s. At
- * PEER_WEIGHT_BYTES (a used peer touches about 0.5 MiB: the soak's growth per client)
- * a full collection comes every 32 peers or so, which bounds what dead peers can hold
- * to about as much.
+ * Why not weigh every peer as it is minted, by what it reserves: that made every
+ * createPeer a full collection (about 390 MiB reserved with the default limits), and
+ * minting 2000 idle peers took 8.7 s. Capped at 2 MiB a peer, collections came too rarely
+ * for a churning soak to stay flat. Weighing only after deaths costs nothing while no
+ * peer dies, and one collection per registry pass that found dead peers.
  *
  * Invariants:
  *   - a weight lives exactly as long as the owner thread's object for the peer's IN
@@ -35,17 +38,16 @@
  *   - it is advisory: if it cannot be allocated, the peer is minted without it.
  */
 
-/** At most this much weight per peer (see above). */
-export const PEER_WEIGHT_BYTES = 2 << 20;
+/** What one weight adds to external memory: about what makes V8 start a full collection. */
+export const COLLECTION_WEIGHT_BYTES = 64 << 20;
 
 const weights = new WeakMap<SharedArrayBuffer, ArrayBuffer>();
 
-/** Give `inSab` (and with it the whole peer, `bytes` of shared memory reserved) its weight in this thread's GC. */
-export function weighSharedMemory(inSab: SharedArrayBuffer, bytes: number): void {
+/** Hang a collection's worth of weight on `inSab`, a live peer's IN buffer (see above). */
+export function weighForCollection(inSab: SharedArrayBuffer): void {
   if (weights.has(inSab)) return;
   try {
-    const weight = bytes < PEER_WEIGHT_BYTES ? bytes : PEER_WEIGHT_BYTES;
-    weights.set(inSab, new ArrayBuffer(weight, { maxByteLength: weight }));
+    weights.set(inSab, new ArrayBuffer(COLLECTION_WEIGHT_BYTES, { maxByteLength: COLLECTION_WEIGHT_BYTES }));
   } catch {
     // Out of address space: the peer works the same; only its memory may come back later.
   }

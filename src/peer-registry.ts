@@ -29,16 +29,18 @@ export class PeerRegistry {
   #peers: PeerWords[] = [];
   #pruneAt = 16;
 
-  add(inSab: SharedArrayBuffer, descriptorOffset: number, outSab: SharedArrayBuffer): void {
+  /** Remember a new peer; returns how many peers that are gone this call dropped from the list. */
+  add(inSab: SharedArrayBuffer, descriptorOffset: number, outSab: SharedArrayBuffer): number {
     this.#peers.push({
       ctl: new Int32Array(inSab, 0, 64),
       desc: new Int32Array(inSab, descriptorOffset, RING_HEADER_BYTES / 4),
       out: new Int32Array(outSab, 0, RING_HEADER_BYTES / 4),
     });
-    if (this.#peers.length >= this.#pruneAt) {
-      this.#peers = this.#peers.filter((p) => Atomics.load(p.ctl, CTL_STATE) === STATE_OPEN);
-      this.#pruneAt = Math.max(16, 2 * this.#peers.length);
-    }
+    if (this.#peers.length < this.#pruneAt) return 0;
+    const before = this.#peers.length;
+    this.#peers = this.#peers.filter((p) => Atomics.load(p.ctl, CTL_STATE) === STATE_OPEN);
+    this.#pruneAt = Math.max(16, 2 * this.#peers.length);
+    return before - this.#peers.length;
   }
 
   /** The coordinator is gone: every peer still open is shut down, and every wait it may be in is woken. */
