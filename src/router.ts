@@ -142,7 +142,8 @@ export class Layer implements MessageLayer {
     const dest = msg.destination;
     switch (msg.type) {
       case 'data': {
-        const r = this.owned.get(dest);
+        // A peer that never used request() or subscribe() owns no layer node: no lookup per message.
+        const r = this.owned.size === 0 ? undefined : this.owned.get(dest);
         if (r !== undefined) {
           r.onData(msg);
           return true;
