@@ -4,14 +4,17 @@
  * per-user usage, and shut everything down.
  *
  * The owner talks to the coordinator over the worker's MessagePort only (control path);
- * it never touches a ring. If the coordinator thread dies, every pending and later call
- * fails with ESHUTDOWN.
+ * it never touches a ring. Requests made in one task go as one message (an array), and
+ * the coordinator answers them with one message: creating many peers costs one round
+ * trip, not one each (src/control.ts). If the coordinator thread dies, every pending and
+ * later call fails with ESHUTDOWN.
  */
 
-import { Worker } from 'node:worker_threads';
+import { Worker, type TransferListItem } from 'node:worker_threads';
 import { BusError, toBusError } from './errors.js';
 import { checkTicket, type PeerTicket } from './ticket.js';
-import type { ControlReply, ControlRequest, PeerMemory } from './control.js';
+import type { ControlReply, ControlRequest, ControlStarted } from './control.js';
+import type { PeerCreated } from './coordinator/coordinator.js';
 import type { HandleId } from './message.js';
 import type { Limits } from './coordinator/ledger.js';
 import { DEFAULT_USER_LIMITS } from './coordinator/users.js';
@@ -45,6 +48,9 @@ export interface Usage {
 type ControlBody = ControlRequest extends infer R ? R extends unknown ? Omit<R, 'id'> : never : never;
 
 const LIMIT_KEYS = ['messages', 'handles', 'bytes'] as const;
+
+/** A ticket's transfer list: empty, since a ticket holds no port (src/ticket.ts). */
+const NO_TRANSFER: TransferListItem[] = Object.freeze([]) as unknown as TransferListItem[];
 
 function checkUid(uid: unknown, what: string): number {
   if (typeof uid !== 'number' || !Number.isSafeInteger(uid) || uid < 0) {
@@ -84,21 +90,31 @@ export class Bus {
   #peers = new PeerRegistry();
   #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   #nextId = 1;
+  /** Requests made in this task, posted together by #flush (a microtask). */
+  #queue: ControlRequest[] = [];
+  #flushFn = () => this.#flush();
   #closed = false;
   #dead: BusError | null = null;
   #exited: Promise<void>;
   /** The coordinator's doorbell: rung after each control request, so that a blocked coordinator turns to it. */
   #doorbell: Int32Array | null = null;
+  #doorbellSab: SharedArrayBuffer | null = null;
+  /** The coordinator's threadId, which every ticket carries (src/peer/watch.ts). */
+  #busThread = 0;
 
   private constructor(worker: Worker) {
     this.#worker = worker;
     this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
-    worker.on('message', (msg: ControlReply) => {
+    const settle = (msg: ControlReply) => {
       const p = this.#pending.get(msg.id);
       if (p === undefined) return;
       this.#pending.delete(msg.id);
       if (msg.ok) p.resolve(msg.value);
       else p.reject(toBusError(msg.error));
+    };
+    worker.on('message', (msg: ControlReply | ControlReply[]) => {
+      if (Array.isArray(msg)) for (const m of msg) settle(m);
+      else settle(msg);
     });
     const die = (why: string) => {
       this.#dead ??= new BusError('ESHUTDOWN', `the bus coordinator thread ${why}`);
@@ -144,7 +160,10 @@ export class Bus {
     await new Promise<void>((resolve, reject) => {
       bus.#pending.set(0, {
         resolve: (v) => {
-          bus.#doorbell = new Int32Array((v as { doorbell: SharedArrayBuffer }).doorbell);
+          const started = v as ControlStarted;
+          bus.#doorbellSab = started.doorbell;
+          bus.#doorbell = new Int32Array(started.doorbell);
+          bus.#busThread = started.busThread;
           resolve();
         },
         reject,
@@ -160,12 +179,21 @@ export class Bus {
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#worker.postMessage({ ...req, id });
-      const db = this.#doorbell!;
-      Atomics.store(db, BELL_CONTROL, 1);
-      Atomics.add(db, BELL_COUNTER, 1);
-      Atomics.notify(db, BELL_COUNTER);
+      if (this.#queue.push({ ...req, id } as ControlRequest) === 1) queueMicrotask(this.#flushFn);
     });
+  }
+
+  /** Post the requests of this task as one message and ring the coordinator once. */
+  #flush(): void {
+    const q = this.#queue;
+    this.#queue = [];
+    // Died meanwhile: die() has rejected them already.
+    if (this.#dead !== null || q.length === 0) return;
+    this.#worker.postMessage(q.length === 1 ? q[0] : q);
+    const db = this.#doorbell!;
+    Atomics.store(db, BELL_CONTROL, 1);
+    Atomics.add(db, BELL_COUNTER, 1);
+    Atomics.notify(db, BELL_COUNTER);
   }
 
   /** The coordinator's worker threadId (to tell its CPU profile apart from the others). */
@@ -179,15 +207,15 @@ export class Bus {
     const uid = checkUid(opts.uid, 'createPeer');
     const limits = checkLimits(opts.limits, 'createPeer limits');
     const name = typeof opts.name === 'string' ? opts.name : undefined;
-    const m = await this.#call<PeerMemory>({ op: 'createPeer', uid, limits, name }, 'createPeer');
+    const m = await this.#call<PeerCreated>({ op: 'createPeer', uid, limits, name }, 'createPeer');
     // Peers found gone: start a collection that frees their buffers, without which this
     // thread could keep them mapped for hours (src/memory-weight.ts).
     if (this.#peers.add(m.inSab, m.descriptorOffset, m.outSab) > 0) weighForCollection(m.inSab);
     return {
       kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
-      doorbell: m.doorbell, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
+      doorbell: this.#doorbellSab!, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
       descriptorOffset: m.descriptorOffset, descriptorSlots: m.descriptorSlots, maxMessageBytes: m.maxMessageBytes,
-      port: m.port, transfer: [m.port],
+      busThread: this.#busThread, port: null, transfer: NO_TRANSFER,
     };
   }
 
@@ -226,7 +254,8 @@ export class Bus {
 
   /** A worker and its peer in one call: named nodes, named handles, then the Worker (src/spawn.ts). */
   spawn(url: string | URL, opts: SpawnOptions): Promise<Spawned> {
-    return spawnPeer(this, url, opts);
+    // A peer whose worker failed before opening it is disconnected, its charges given back.
+    return spawnPeer(this, url, opts, (t) => this.#call<void>({ op: 'dropPeer', peerId: t.peerId }, 'spawn'));
   }
 
   /** Counters the coordinator keeps as it works (src/stats.ts); cheap enough to read often. */

@@ -1,12 +1,14 @@
 /*
  * The owner <-> coordinator control protocol (a MessagePort, never the data path).
- * Requests carry an id; each gets exactly one reply with the same id. Errors travel as
- * BusErrorData and are rebuilt into BusError on arrival (src/errors.ts).
+ * Requests carry an id; each gets exactly one reply with the same id, except
+ * 'test-crash'. The owner posts the requests made in one task as one message, an array
+ * (a lone request goes bare), and the coordinator answers each message with one message
+ * (an array when it answered an array), so that many createPeer calls cost one round
+ * trip. Errors travel as BusErrorData and are rebuilt into BusError on arrival
+ * (src/errors.ts).
  */
 
-import type { MessagePort } from 'node:worker_threads';
 import type { BusErrorData } from './errors.js';
-import type { PeerCreated } from './coordinator/coordinator.js';
 import type { Limits } from './coordinator/ledger.js';
 
 export type ControlRequest =
@@ -15,6 +17,8 @@ export type ControlRequest =
   | { id: number; op: 'transferHandle'; fromId: number; handle: number; toId: number }
   | { id: number; op: 'usage'; uid: number }
   | { id: number; op: 'stats' }
+  // bus.spawn() whose worker never opened its ticket: disconnect that peer (src/spawn.ts).
+  | { id: number; op: 'dropPeer'; peerId: number }
   | { id: number; op: 'close' }
   // Test only (sent through coordinatorWorkerOf, never by Bus): an uncaught error in the coordinator.
   | { id: number; op: 'test-crash' };
@@ -23,5 +27,12 @@ export type ControlReply =
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; error: BusErrorData };
 
-/** What the coordinator returns for createPeer; the owner wraps it into a PeerTicket. */
-export type PeerMemory = PeerCreated & { doorbell: SharedArrayBuffer; port: MessagePort };
+/** The 'workerMessage' (postMessageToThread) that carries a thread's death watch: { kind, port }. */
+export const WATCH_KIND = 'threadbus.watch';
+
+/** The coordinator's first message (id 0): what every ticket shares. */
+export interface ControlStarted {
+  doorbell: SharedArrayBuffer;
+  /** The coordinator's threadId, where peers send their thread's death watch. */
+  busThread: number;
+}

@@ -36,6 +36,7 @@ import { PeerLink, shutdown, invalid, checkHandleId } from './peer/link.js';
 import { Outbox } from './peer/outbox.js';
 import { Acks, K_SEND, K_QUERY, K_VOID, K_PARTIAL, K_BARRIER, WAIT_CHUNK_MS } from './peer/acks.js';
 import { Inbox } from './peer/inbox.js';
+import { watchThread, OPENED_HERE, type ThreadWatch } from './peer/watch.js';
 
 export type { SendOptions, MulticastOptions, SendReport, PostReport, QueryResult };
 
@@ -66,10 +67,10 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #acks: Acks;
   #inbox: Inbox;
 
-  private constructor(ticket: PeerTicket, handles: Readonly<Record<string, HandleId>>) {
+  private constructor(ticket: PeerTicket, handles: Readonly<Record<string, HandleId>>, watch: ThreadWatch) {
     this.uid = ticket.uid;
     this.handles = handles;
-    const link = this.#link = new PeerLink(ticket);
+    const link = this.#link = new PeerLink(ticket, watch);
     const outbox = this.#outbox = new Outbox(ticket, link);
     const acks = this.#acks = new Acks(ticket, link, outbox);
     const inbox = this.#inbox = new Inbox(link, outbox);
@@ -87,12 +88,14 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (ticket === undefined) ({ ticket, handles } = takeSpawnedTicket());
     checkTicket(ticket, 'Peer.open');
     const ctl = new Int32Array(ticket.inSab, 0, 64);
-    if (Atomics.compareExchange(ctl, CTL_OPENED, 0, 1) !== 0) {
+    // The watch goes out before the claim: a thread that dies holding a claimed ticket has sent it.
+    const watch = watchThread(ticket.busThread);
+    if (Atomics.compareExchange(ctl, CTL_OPENED, 0, OPENED_HERE) !== 0) {
       throw invalid('Peer.open: this ticket was already used; ask the bus owner for a new one');
     }
     Atomics.notify(ctl, CTL_OPENED); // bus.spawn() waits for this
     if (Atomics.load(ctl, CTL_STATE) !== STATE_OPEN) throw shutdown('Peer.open');
-    return new Peer(ticket, handles);
+    return new Peer(ticket, handles, watch);
   }
 
   /** True until close(), disconnection by the coordinator, or bus shutdown. */
@@ -363,8 +366,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     } finally {
       const link = this.#link;
       link.closed = true;
-      link.port?.close();
-      link.port = null;
+      link.detach();
     }
   }
 }

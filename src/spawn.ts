@@ -7,9 +7,10 @@
  * HANDLE_TRANSFER), start the Worker with the caller's WorkerOptions untouched (its
  * workerData included), post the ticket as the worker's first message, and wait until
  * the worker has opened its peer (the CTL_OPENED word of the ticket). If anything fails
- * before the ticket is posted, the ticket's port is closed, so the coordinator
- * disconnects the half-made peer and gives back everything charged for it; a worker that
- * exits before opening its peer closes that port itself.
+ * before the peer is opened (a bad node or handle, a worker that exits first or times
+ * out), the coordinator is told to disconnect the half-made peer (dropUnopened), which
+ * gives back everything charged for it. A ticket carries no death watch of its own: that
+ * comes with Peer.open() (src/peer/watch.ts).
  *
  * Worker side: the ticket is the first message on parentPort, taken synchronously with
  * receiveMessageOnPort, so Peer.open() can run on the worker's first line. Only the first
@@ -69,7 +70,9 @@ function checkName(name: unknown, seen: Set<string>): string {
   return name;
 }
 
-export async function spawnPeer(bus: Minter, url: string | URL, opts: SpawnOptions): Promise<Spawned> {
+export async function spawnPeer(
+  bus: Minter, url: string | URL, opts: SpawnOptions, dropUnopened: (ticket: PeerTicket) => Promise<void>,
+): Promise<Spawned> {
   if (typeof opts !== 'object' || opts === null) throw new BusError('EINVAL', 'spawn: expects options with a uid');
   const { uid, limits, nodes = [], handles = {}, openTimeout, ...workerOptions } = opts;
   const timeout = checkMs(openTimeout ?? DEFAULT_OPEN_TIMEOUT_MS, 'spawn', 'openTimeout');
@@ -95,12 +98,17 @@ export async function spawnPeer(bus: Minter, url: string | URL, opts: SpawnOptio
     for (const [n, ref] of Object.entries(handles)) names[n] = await bus.transferHandle(ref.ticket, ref.handle, ticket);
     worker = new Worker(url, workerOptions);
   } catch (e) {
-    ticket.port?.close();
+    await dropUnopened(ticket).catch(() => undefined);
     throw e;
   }
   const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
   worker.postMessage({ kind: SPAWN_KIND, ticket, handles: names }, ticket.transfer);
-  await opened(ticket, worker, exited, timeout);
+  try {
+    await opened(ticket, worker, exited, timeout);
+  } catch (e) {
+    await dropUnopened(ticket).catch(() => undefined);
+    throw e;
+  }
   return { worker, ticket, nodes: refs, exited };
 }
 

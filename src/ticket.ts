@@ -2,9 +2,10 @@
  * PeerTicket: what the owner hands to the thread that will open a peer.
  *
  * A ticket is plain, structured-cloneable data: the peer's two SharedArrayBuffers, the
- * doorbell, the sizes needed to map them, and a MessagePort whose other end the
- * coordinator holds, so that the coordinator sees the peer's thread die (the port
- * closes), even by worker.terminate(). Post it with its own transfer list:
+ * doorbell, the sizes needed to map them, and the coordinator's threadId. It carries no
+ * MessagePort (port is null, transfer empty): the death watch is one channel per thread
+ * that opens peers, not one per ticket (src/peer/watch.ts). Post it with its own
+ * transfer list all the same, so that code keeps working if a ticket ever needs one:
  *   new Worker(url, { workerData: { ticket }, transferList: ticket.transfer })
  * The uid inside is informative only: the coordinator keeps the real one, fixed when
  * the owner created the peer, so a peer cannot change it. A ticket opens once (the
@@ -29,6 +30,9 @@ export interface PeerTicket {
   readonly descriptorOffset: number;
   readonly descriptorSlots: number;
   readonly maxMessageBytes: number;
+  /** The coordinator's threadId: where Peer.open() sends this thread's death watch. */
+  readonly busThread: number;
+  /** Always null (kept in the public shape; no port is needed since the death watch is per thread). */
   readonly port: MessagePort | null;
   /** What must go in the transfer list when the ticket is posted to another thread. */
   readonly transfer: TransferListItem[];
@@ -53,5 +57,6 @@ export function checkTicket(t: unknown, what: string): asserts t is PeerTicket {
   const layout = inLayout(x.descriptorSlots, 0);
   if (x.descriptorOffset !== layout.descriptorOffset || x.inSab.byteLength < layout.poolOffset) throw bad('bad IN layout');
   if (!Number.isSafeInteger(x.maxMessageBytes) || x.maxMessageBytes < 0) throw bad('bad maxMessageBytes');
+  if (!Number.isSafeInteger(x.busThread) || x.busThread <= 0) throw bad('bad busThread');
   if (x.port !== null && x.port !== undefined && !(x.port instanceof MessagePort)) throw bad('bad port');
 }

@@ -4,8 +4,10 @@
  *
  * Two kinds of input reach it:
  *   - the data path: the OUT rings of the peers whose bell rang (Coordinator.runOnce);
- *   - control: the owner's requests over parentPort, and each peer's MessagePort, whose
- *     'close' event says that the peer's thread is gone (exit, terminate, crash).
+ *   - control: the owner's requests over parentPort (a batch per message), and one
+ *     death watch per peer thread (a MessagePort that thread sent with
+ *     postMessageToThread), whose 'close' event says that the thread is gone (exit,
+ *     terminate, crash): its peers are then disconnected (src/peer/watch.ts).
  * Control needs the event loop, so the loop never runs longer than LOOP_SLICE_MS before
  * yielding with setImmediate. The owner sets BELL_CONTROL and rings the doorbell after
  * posting a request, so a blocked coordinator goes to its event loop at once.
@@ -27,11 +29,11 @@
  * never a hang.
  */
 
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { parentPort, workerData, threadId, MessagePort } from 'node:worker_threads';
 import { Coordinator, type CoordinatorConfig } from '../src/coordinator/coordinator.js';
 import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL } from '../shared/layout.js';
 import { BusError } from '../src/errors.js';
-import type { ControlRequest, ControlReply } from '../src/control.js';
+import { WATCH_KIND, type ControlRequest, type ControlReply, type ControlStarted } from '../src/control.js';
 
 /** Longest stretch of ring processing before control messages get a turn. */
 const LOOP_SLICE_MS = 2;
@@ -52,68 +54,72 @@ const doorbell = coordinator.doorbellI32;
 const port = parentPort!;
 let stopped = false;
 
-function reply(msg: ControlReply, transfer?: MessagePort[]): void {
-  port.postMessage(msg, transfer ?? []);
-}
-
 /** Wake the loop if it sleeps, so that new work is seen. */
 function kick(): void {
   Atomics.add(doorbell, BELL_COUNTER, 1);
   Atomics.notify(doorbell, BELL_COUNTER);
 }
 
-port.on('message', (req: ControlRequest) => {
+/** One control request's reply (null: none, for 'test-crash'). */
+function handle(req: ControlRequest): ControlReply | null {
   try {
     switch (req.op) {
-      case 'createPeer': {
-        const { created, port: peerPort } = coordinator.createPeer(req.uid, req.limits, req.name);
-        const mine = coordinator.peers[coordinator.peers.length - 1].port;
-        mine.on('close', () => {
-          coordinator.disconnectById(created.peerId, STATE_DISCONNECTED, REASON_THREAD_EXIT);
-          kick();
-        });
-        // The port only watches for the peer's death; it must not keep this thread alive.
-        mine.unref();
-        reply({ id: req.id, ok: true, value: { ...created, doorbell: coordinator.doorbell, port: peerPort } }, [peerPort]);
-        break;
-      }
+      case 'createPeer':
+        return { id: req.id, ok: true, value: coordinator.createPeer(req.uid, req.limits, req.name) };
       case 'createNode':
-        reply({ id: req.id, ok: true, value: coordinator.ownerCreateNode(coordinator.peerById(req.peerId)) });
-        break;
+        return { id: req.id, ok: true, value: coordinator.ownerCreateNode(coordinator.peerById(req.peerId)) };
       case 'transferHandle':
-        reply({
+        return {
           id: req.id, ok: true,
           value: coordinator.transferHandle(coordinator.peerById(req.fromId), req.handle, coordinator.peerById(req.toId)),
-        });
-        break;
+        };
       case 'usage':
-        reply({ id: req.id, ok: true, value: coordinator.usage(req.uid) });
-        break;
+        return { id: req.id, ok: true, value: coordinator.usage(req.uid) };
       case 'stats':
-        reply({ id: req.id, ok: true, value: coordinator.stats() });
-        break;
+        return { id: req.id, ok: true, value: coordinator.stats() };
+      case 'dropPeer':
+        coordinator.disconnectById(req.peerId, STATE_DISCONNECTED, REASON_THREAD_EXIT);
+        return { id: req.id, ok: true, value: null };
       case 'close':
         coordinator.closeAll();
         stopped = true;
-        reply({ id: req.id, ok: true, value: null });
-        port.close();
-        return;
+        return { id: req.id, ok: true, value: null };
       case 'test-crash':
         setImmediate(() => {
           throw new Error('threadbus coordinator: crash requested by a test');
         });
-        return;
+        return null;
       default:
         throw new BusError('EINVAL', `unknown control operation`);
     }
-    kick();
   } catch (err) {
-    if (err instanceof BusError) {
-      reply({ id: req.id, ok: false, error: err.toJSON() });
-    } else {
-      reply({ id: req.id, ok: false, error: { code: 'EINVAL', message: String((err as Error)?.stack ?? err) } });
-    }
+    if (err instanceof BusError) return { id: req.id, ok: false, error: err.toJSON() };
+    return { id: req.id, ok: false, error: { code: 'EINVAL', message: String((err as Error)?.stack ?? err) } };
   }
+}
+
+// The owner posts the requests of one task as an array; they are answered as one message.
+port.on('message', (msg: ControlRequest | ControlRequest[]) => {
+  if (Array.isArray(msg)) {
+    const replies: ControlReply[] = [];
+    for (const req of msg) {
+      const r = handle(req);
+      if (r !== null) replies.push(r);
+    }
+    if (replies.length > 0) port.postMessage(replies);
+  } else {
+    const r = handle(msg);
+    if (r !== null) port.postMessage(r);
+  }
+  if (stopped) port.close();
+  else kick();
+});
+
+// A thread that opens peers sends its death watch (src/peer/watch.ts); Node names the sender.
+process.on('workerMessage', (msg: unknown, source: number) => {
+  const m = msg as { kind?: unknown; port?: unknown } | null;
+  if (m === null || typeof m !== 'object' || m.kind !== WATCH_KIND || !(m.port instanceof MessagePort)) return;
+  coordinator.watchThread(source, m.port, kick);
 });
 
 /** When the data path last had work (performance.now()), and whether it had any since. */
@@ -165,5 +171,6 @@ function sleepCold(): void {
   });
 }
 
-reply({ id: 0, ok: true, value: { doorbell: coordinator.doorbell } });
+const started: ControlStarted = { doorbell: coordinator.doorbell, busThread: threadId };
+port.postMessage({ id: 0, ok: true, value: started } satisfies ControlReply);
 loop();

@@ -23,7 +23,7 @@
  *   dispatch      reading OUT rings and dispatching requests.
  */
 
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import {
   MAX_HANDLES_PER_MESSAGE, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
 } from '../../shared/layout.js';
@@ -102,7 +102,7 @@ export class Coordinator {
 
   // ---- owner operations ---------------------------------------------------------------
 
-  createPeer(uid: number, requested: Partial<Limits> | undefined, name?: string): { created: PeerCreated; port: MessagePort } {
+  createPeer(uid: number, requested: Partial<Limits> | undefined, name?: string): PeerCreated {
     const core = this.#core;
     core.assertOpen();
     const user = core.users.get(uid);
@@ -127,11 +127,10 @@ export class Coordinator {
     const ringBytes = outRingBytes(core.config.maxMessageBytes);
     const outSab = new SharedArrayBuffer(RING_HEADER_BYTES + ringBytes);
     const inSab = new SharedArrayBuffer(layout.totalBytes);
-    const { port1, port2 } = new MessageChannel();
     const peer = new PeerState({
       id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), outSab, inSab,
       outRingBytes: ringBytes, verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset,
-      descriptorSlots: slots, pool: new Pool(layout.poolOffset, limits.messages, limits.bytes, largest), port: port1,
+      descriptorSlots: slots, pool: new Pool(layout.poolOffset, limits.messages, limits.bytes, largest),
     });
     core.peers.push(peer);
     core.byId.set(peer.id, peer);
@@ -139,12 +138,9 @@ export class Coordinator {
     user.peers.add(peer);
     this.#bells.assignBell(peer);
     return {
-      created: {
-        peerId: peer.id, uid, outSab, inSab, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
-        descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
-        maxMessageBytes: core.config.maxMessageBytes, limits,
-      },
-      port: port2,
+      peerId: peer.id, uid, outSab, inSab, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
+      descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
+      maxMessageBytes: core.config.maxMessageBytes, limits,
     };
   }
 
@@ -241,6 +237,11 @@ export class Coordinator {
 
   disconnectById(id: number, state: number, reason: number): void {
     this.#disc.disconnectById(id, state, reason);
+  }
+
+  /** Thread `source`'s death watch arrived (src/peer/watch.ts); `died` runs after its peers are cut off. */
+  watchThread(source: number, port: MessagePort, died: () => void): void {
+    this.#disc.watchThread(source, port, died);
   }
 
   /** bus.close(): every peer sees ESHUTDOWN from now on. */

@@ -6,10 +6,19 @@
  * its received slices and handles released, its bell freed; then its state word says
  * why (closed, disconnected with a reason, bus closed). Idempotent. `condemned` peers
  * (an impossible tail, too much held back) are cut off here once the round is over.
+ *
+ * Death watches: one MessagePort per thread that opened peers (src/peer/watch.ts), not
+ * per peer. When one closes, that thread is gone, and every open peer whose CTL_OPENED
+ * word names it (threadId + 1, written by Peer.open) is disconnected with
+ * REASON_THREAD_EXIT: O(peers) once per thread death. The thread's id comes from Node
+ * (the 'workerMessage' source), so a peer can only ever name itself into a thread's
+ * fate: a peer that writes another thread into its own word is cut off with that thread,
+ * or at bus.close(), and harms nobody else.
  */
 
+import type { MessagePort } from 'node:worker_threads';
 import {
-  STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE, BELL_COUNTER,
+  STATE_DISCONNECTED, STATE_BUS_CLOSED, REASON_PROTOCOL, REASON_NONE, REASON_THREAD_EXIT, BELL_COUNTER, CTL_OPENED,
 } from '../../shared/layout.js';
 import { HANDLES } from './ledger.js';
 import { SLOT_QUEUED } from './pool.js';
@@ -19,7 +28,33 @@ import type { Bells } from './bells.js';
 import type { Handles } from './handles.js';
 
 export class Disconnects {
+  /** The live death watches, one per thread that opened peers (closed at bus.close()). */
+  readonly #watches = new Set<MessagePort>();
+
   constructor(readonly core: CoordinatorCore, readonly bells: Bells, readonly handles: Handles) {}
+
+  /** Keep thread `source`'s watch; when it closes, cut off that thread's peers, then call `died`. */
+  watchThread(source: number, port: MessagePort, died: () => void): void {
+    if (this.core.closed) {
+      port.close();
+      return;
+    }
+    this.#watches.add(port);
+    port.on('close', () => {
+      this.#watches.delete(port);
+      this.threadDied(source);
+      died();
+    });
+    // It only watches; it must not keep this thread alive.
+    port.unref();
+  }
+
+  /** Thread `source` is gone: disconnect every open peer that it opened. */
+  threadDied(source: number): void {
+    const opened = source + 1;
+    const dead = this.core.peers.filter((p) => Atomics.load(p.ctl, CTL_OPENED) === opened);
+    for (const p of dead) this.disconnect(p, STATE_DISCONNECTED, REASON_THREAD_EXIT);
+  }
 
   /**
    * PEER_DISCONNECT: destroy the peer's nodes in one transaction, drop its queue (giving
@@ -75,7 +110,6 @@ export class Disconnects {
     core.byId.delete(peer.id);
     peer.shutDown(state, reason);
     core.publishDirty();
-    peer.port.close();
   }
 
   discharge(peer: PeerState, uid: number, h: number, bytes: number): void {
@@ -96,7 +130,9 @@ export class Disconnects {
       // Mark first so that no node-destroy is queued to peers that are going away too.
       peer.shutDown(STATE_BUS_CLOSED, REASON_NONE);
     }
-    for (const peer of [...core.peers]) peer.port.close();
+    // The watches close too, so every peer thread learns that this bus is gone.
+    for (const port of this.#watches) port.close();
+    this.#watches.clear();
     core.peers.length = 0;
     core.byId.clear();
     core.closed = true;

@@ -16,7 +16,6 @@
  * No message back from the peer is needed for that.
  */
 
-import type { MessagePort } from 'node:worker_threads';
 import {
   CTL_STATE, CTL_ACKED, CTL_ACK_WAITING, DESC_SLOT_BYTES, VERDICT_SLOT_BYTES, VERDICT_SLOTS,
   RING_HEADER_BYTES, D_KIND, KIND_NODE_RELEASE, KIND_CANCELLED, STATE_OPEN, RING_HEAD,
@@ -72,7 +71,6 @@ export class PeerState {
   readonly outBuf: Buffer;
   readonly inI32: Int32Array;
   readonly pool: Pool;
-  readonly port: MessagePort;
 
   readonly stats = new Counters();
   readonly handles = new Map<number, Handle>();
@@ -123,7 +121,7 @@ export class PeerState {
   constructor(args: {
     id: number; uid: number; user: UserState; ledger: Ledger; outSab: SharedArrayBuffer; inSab: SharedArrayBuffer;
     outRingBytes: number; verdictOffset: number; descriptorOffset: number; descriptorSlots: number;
-    pool: Pool; port: MessagePort;
+    pool: Pool;
   }) {
     this.id = args.id;
     this.uid = args.uid;
@@ -139,7 +137,6 @@ export class PeerState {
     this.outBuf = Buffer.from(args.outSab, RING_HEADER_BYTES, args.outRingBytes);
     this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
     this.pool = args.pool;
-    this.port = args.port;
     const slots = args.descriptorSlots;
     this.fifoMax = slots;
   }

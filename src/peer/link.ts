@@ -8,22 +8,23 @@
  * tail's batched publication, and the scratch words that the release batch and small
  * requests share (one allocation per peer).
  *
- * Who writes what: `closed` is set by Peer.close(), `coordinatorGone` by the port's
- * 'close' event; every other field is fixed after construction or written only here.
+ * Who writes what: `closed` is set by Peer.close(), `coordinatorGone` by this thread's
+ * death watch (src/peer/watch.ts) when the coordinator's end closes; every other field
+ * is fixed after construction or written only here.
  */
 
-import type { MessagePort } from 'node:worker_threads';
 import {
   DESC_SLOT_BYTES, CTL_STATE, CTL_ACKED, STATE_OPEN, RING_HEAD, RELEASE_BATCH, CTL_BELL, BELL_COUNTER, BELL_MAP,
 } from '../../shared/layout.js';
 import { SlotRingReader } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
 import type { PeerTicket } from '../ticket.js';
+import type { ThreadWatch, WatchedLink } from './watch.js';
 
 /** Receipts published together (see consumed()). */
 const TAIL_BATCH = 32;
 
-export class PeerLink {
+export class PeerLink implements WatchedLink {
   readonly ctl: Int32Array;
   readonly inSab: SharedArrayBuffer;
   readonly inI32: Int32Array;
@@ -33,7 +34,8 @@ export class PeerLink {
   readonly bellWord: number;
   readonly bellBit: number;
   readonly maxMessageBytes: number;
-  port: MessagePort | null;
+  /** This thread's death watch for the bus; null once the peer is closed. */
+  watch: ThreadWatch | null;
   closed = false;
   coordinatorGone = false;
   #nextReq = 1;
@@ -42,7 +44,7 @@ export class PeerLink {
   /** The release batch (2 + RELEASE_BATCH words) and a small request body (2 words), in one buffer. */
   readonly scratch = new Int32Array(2 + RELEASE_BATCH + 2);
 
-  constructor(m: PeerTicket) {
+  constructor(m: PeerTicket, watch: ThreadWatch) {
     this.ctl = new Int32Array(m.inSab, 0, 64);
     this.inSab = m.inSab;
     this.inI32 = new Int32Array(m.inSab, 0, m.inSab.byteLength >> 2);
@@ -52,16 +54,22 @@ export class PeerLink {
     this.bellWord = bell >= 0 ? BELL_MAP + (bell >> 5) : -1;
     this.bellBit = bell >= 0 ? 1 << (bell & 31) : 0;
     this.maxMessageBytes = m.maxMessageBytes;
-    this.port = m.port ?? null;
-    if (this.port !== null) {
-      // Closing of the other end means the coordinator thread is gone.
-      this.port.on('close', () => {
-        this.coordinatorGone = true;
-        Atomics.notify(this.ctl, CTL_ACKED);
-        Atomics.notify(this.desc.ctl, RING_HEAD);
-      });
-      this.port.unref();
-    }
+    this.watch = watch;
+    if (watch.gone) this.coordinatorGone = true;
+    else watch.links.add(this);
+  }
+
+  /** The coordinator thread is gone: every wait of this peer ends. */
+  coordinatorGoneNow(): void {
+    this.coordinatorGone = true;
+    Atomics.notify(this.ctl, CTL_ACKED);
+    Atomics.notify(this.desc.ctl, RING_HEAD);
+  }
+
+  /** Peer.close(): the thread's watch no longer needs to tell this peer anything. */
+  detach(): void {
+    this.watch?.links.delete(this);
+    this.watch = null;
   }
 
   /** True until close(), disconnection by the coordinator, or bus shutdown. */

@@ -1,0 +1,61 @@
+/*
+ * The death watch, peer side: one MessageChannel per (thread, bus), not one per peer.
+ *
+ * The first Peer.open() of a bus in a thread creates a channel, keeps one end here and
+ * sends the other to the coordinator thread with postMessageToThread (the ticket names
+ * that thread: busThread). Every peer opened in this thread records the thread in its
+ * CTL_OPENED word (threadId + 1). When this thread ends for any reason (return,
+ * terminate(), an uncaught throw, process.exit()), the coordinator's end closes, and it
+ * disconnects every open peer whose CTL_OPENED names this thread
+ * (src/coordinator/disconnect.ts, Disconnects.threadDied). The other way round, when
+ * the coordinator thread ends, this end closes, and every peer of that bus opened here
+ * learns that its coordinator is gone.
+ *
+ * Invariants: the watch is sent before the first peer that relies on it claims its
+ * ticket, so a thread that dies after claiming one always has its watch on its way (a
+ * message posted is delivered even if its sender dies); the coordinator learns the
+ * sender's threadId from Node (the 'workerMessage' source), never from the message, so
+ * a thread cannot have another thread's peers cut off. One watch is kept per bus for the
+ * thread's lifetime (a thread rarely opens peers of many buses); it is dropped when the
+ * coordinator's end closes.
+ */
+
+import { MessageChannel, postMessageToThread, threadId } from 'node:worker_threads';
+import { WATCH_KIND } from '../control.js';
+
+/** What a thread's watch tells the peers opened under it. */
+export interface WatchedLink {
+  coordinatorGoneNow(): void;
+}
+
+export class ThreadWatch {
+  /** True once the coordinator's end has closed (its thread is gone, or the bus closed). */
+  gone = false;
+  readonly links = new Set<WatchedLink>();
+}
+
+const watches = new Map<number, ThreadWatch>();
+
+/** The value a peer opened in this thread stores in CTL_OPENED. */
+export const OPENED_HERE = threadId + 1;
+
+/** This thread's watch for the bus whose coordinator runs in `busThread`, sent on first use. */
+export function watchThread(busThread: number): ThreadWatch {
+  let w = watches.get(busThread);
+  if (w !== undefined) return w;
+  const watch = w = new ThreadWatch();
+  const { port1, port2 } = new MessageChannel();
+  port1.on('close', () => {
+    watch.gone = true;
+    if (watches.get(busThread) === watch) watches.delete(busThread);
+    for (const l of watch.links) l.coordinatorGoneNow();
+    watch.links.clear();
+  });
+  // It only watches; it must not keep this thread alive.
+  port1.unref();
+  // Posted synchronously (the promise only reports delivery). If it fails, the coordinator
+  // is gone, and its peers are shut down by their owner (src/peer-registry.ts).
+  postMessageToThread(busThread, { kind: WATCH_KIND, port: port2 }, [port2]).catch(() => undefined);
+  watches.set(busThread, watch);
+  return watch;
+}
