@@ -16,6 +16,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { BusError } from '../src/index.js';
+import { coordinatorWorkerOf } from '../src/bus.js';
 import {
   OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_RELEASE_SLICES, OP_DESTROY_NODES, OP_QUERY, OP_MAX,
   RING_CONSUMER_SLEEPING, RING_HEADER_BYTES, STATE_OPEN, STATE_DISCONNECTED, REASON_PROTOCOL,
@@ -144,7 +145,10 @@ class Arena {
   async retire(x: Hostile, label: string): Promise<void> {
     this.hostiles = this.hostiles.filter((y) => y !== x);
     await x.h.forget();
-    // The coordinator sees the port close and disconnects the hostile, if it had not already.
+    // The hostiles share one thread, so its death cannot stand for one of them: the test
+    // hook asks the coordinator to cut this one off as if its thread had gone (the reply,
+    // to an id the Bus never uses, is ignored), if it had not been cut off already.
+    coordinatorWorkerOf(this.tb.bus).postMessage({ id: -1, op: 'dropPeer', peerId: x.h.id });
     // Its state word may hold whatever the hostile wrote there, so the books are what is waited for.
     const whole = (u: { remaining: unknown; max: unknown; shares: object }) =>
       JSON.stringify(u.remaining) === JSON.stringify(u.max) && Object.keys(u.shares).length === 0;

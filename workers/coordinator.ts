@@ -23,9 +23,9 @@
  *         nothing at all while the bus is idle.
  * Before blocking it hands every idle peer back to its bell (Coordinator.beginSleep):
  * only a peer whose ring is not polled pays for a notify. Each turn to the event loop
- * also sweeps every unpolled ring once (Coordinator.sweep), so a bell cleared by a
- * hostile peer delays its victim by one slice at most (one cold sleep, a second, when the
- * bus is idle). Every wait has a timeout, so a lost or forged doorbell costs latency,
+ * also sweeps a share of the unpolled rings (Coordinator.sweep), all of them within
+ * SWEEP_PERIOD_MS, so a bell cleared by a hostile peer delays its victim by that much
+ * at most (one cold sleep, a second, when the bus is idle). Every wait has a timeout, so a lost or forged doorbell costs latency,
  * never a hang.
  */
 

@@ -7,7 +7,7 @@
  * hand-over race-free: the coordinator raises the flag and then looks at the ring, the
  * peer publishes and then looks at the flag, so one of them sees the other. Bells are
  * shared memory, so nothing here trusts them: a wrong bit costs an empty poll, a
- * cleared one is caught by sweep().
+ * cleared one is caught by sweep() within SWEEP_PERIOD_MS.
  *
  * Owns: the doorbell, `active` (the peers polled each round: those whose bell rang,
  * until their OUT ring has been empty for IDLE_POLLS rounds, plus any with held-back
@@ -21,6 +21,10 @@ import type { CoordinatorCore } from './core.js';
 
 /** Empty polls of a peer's OUT ring before it is handed back to its bell. */
 export const IDLE_POLLS = 4;
+/** sweep() looks at every unpolled ring at least this often (or once per cold sleep). */
+export const SWEEP_PERIOD_MS = 20;
+/** Fewest peers one sweep() looks at. */
+const SWEEP_MIN = 32;
 
 export class Bells {
   readonly doorbell = new SharedArrayBuffer(DOORBELL_BYTES);
@@ -32,6 +36,9 @@ export class Bells {
   readonly freeBells: number[] = [];
   /** The doorbell counter seen before the last beginSleep() check; the wait is on it. */
   sleepSeen = 0;
+  /** Where the next sweep() starts in core.peers, and when the last one ran. */
+  #sweepAt = 0;
+  #sweptAt = performance.now();
 
   constructor(readonly core: CoordinatorCore) {}
 
@@ -133,17 +140,31 @@ export class Bells {
   }
 
   /**
-   * Poll every unpolled peer whose ring holds records: O(peers), so only called when the
-   * coordinator turns to its event loop (at most every LOOP_SLICE_MS of work or
-   * BLOCK_SLICE_MS of sleep). Bells are shared memory: a hostile peer can clear another
-   * peer's bit, and this bounds what that costs the victim to one such interval.
+   * Poll the unpolled peers whose rings hold records, a share of all peers at a time.
+   * Bells are shared memory: a hostile peer can clear another peer's bit, and the sweep
+   * bounds what that costs the victim. Called at every turn to the event loop (at most
+   * every LOOP_SLICE_MS of work or BLOCK_SLICE_MS of sleep, or once per cold sleep), it
+   * looks at as many peers as the time since the last call is a share of SWEEP_PERIOD_MS
+   * (at least SWEEP_MIN), from where the last call stopped: every ring is looked at
+   * within SWEEP_PERIOD_MS (or one cold sleep), and the cost is O(peers) per
+   * SWEEP_PERIOD_MS, not per turn. (A full pass per turn made creating n peers O(n^2):
+   * each control message is a turn.)
    */
   sweep(): void {
     const peers = this.core.peers;
-    for (let i = 0; i < peers.length; i++) {
-      const p = peers[i];
+    const n = peers.length;
+    const now = performance.now();
+    const share = Math.ceil((n * (now - this.#sweptAt)) / SWEEP_PERIOD_MS);
+    this.#sweptAt = now;
+    const budget = Math.min(n, Math.max(SWEEP_MIN, share));
+    let i = this.#sweepAt;
+    for (let k = 0; k < budget; k++) {
+      // Disconnects shift the array: a peer passed over now is looked at in the next pass.
+      if (i >= peers.length) i = 0;
+      const p = peers[i++];
       if (p.open && !p.polled && p.out.hasData()) this.poll(p);
     }
+    this.#sweepAt = i;
   }
 
   /**

@@ -213,7 +213,7 @@ export class Coordinator {
     return this.#bells.beginSleep();
   }
 
-  /** Bells.sweep: poll every unpolled peer whose ring holds records (O(peers)). */
+  /** Bells.sweep: poll the unpolled peers whose rings hold records (all within SWEEP_PERIOD_MS). */
   sweep(): void {
     this.#bells.sweep();
   }
