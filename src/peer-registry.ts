@@ -12,33 +12,34 @@
  *   - only per-peer memory is written, never the doorbell every peer shares: a hostile
  *     peer can forge anything there, so "the coordinator is dead" may not live there;
  *   - entries whose peer is no longer open are pruned as new ones are added, so the list
- *     stays bounded by the live peers (amortised: a pass when it has doubled).
+ *     stays bounded by the live peers (amortised: a pass when it has doubled);
+ *   - an entry is the peer's two buffers, nothing more: the views are made only when they
+ *     are used (pruning, shutDownAll), since three typed arrays per peer cost the owner
+ *     memory and collection time for every peer it mints.
  */
 
 import {
   CTL_STATE, CTL_ACKED, STATE_OPEN, STATE_BUS_CLOSED, RING_HEAD, RING_TAIL, RING_HEADER_BYTES,
 } from '../shared/layout.js';
 
-interface PeerWords {
-  ctl: Int32Array;
-  desc: Int32Array;
-  out: Int32Array;
+interface PeerBuffers {
+  inSab: SharedArrayBuffer;
+  descriptorOffset: number;
+  outSab: SharedArrayBuffer;
 }
 
+const ctlOf = (p: PeerBuffers) => new Int32Array(p.inSab, 0, 64);
+
 export class PeerRegistry {
-  #peers: PeerWords[] = [];
+  #peers: PeerBuffers[] = [];
   #pruneAt = 16;
 
   /** Remember a new peer; returns how many peers that are gone this call dropped from the list. */
   add(inSab: SharedArrayBuffer, descriptorOffset: number, outSab: SharedArrayBuffer): number {
-    this.#peers.push({
-      ctl: new Int32Array(inSab, 0, 64),
-      desc: new Int32Array(inSab, descriptorOffset, RING_HEADER_BYTES / 4),
-      out: new Int32Array(outSab, 0, RING_HEADER_BYTES / 4),
-    });
+    this.#peers.push({ inSab, descriptorOffset, outSab });
     if (this.#peers.length < this.#pruneAt) return 0;
     const before = this.#peers.length;
-    this.#peers = this.#peers.filter((p) => Atomics.load(p.ctl, CTL_STATE) === STATE_OPEN);
+    this.#peers = this.#peers.filter((p) => Atomics.load(ctlOf(p), CTL_STATE) === STATE_OPEN);
     this.#pruneAt = Math.max(16, 2 * this.#peers.length);
     return before - this.#peers.length;
   }
@@ -46,10 +47,11 @@ export class PeerRegistry {
   /** The coordinator is gone: every peer still open is shut down, and every wait it may be in is woken. */
   shutDownAll(): void {
     for (const p of this.#peers) {
-      if (Atomics.compareExchange(p.ctl, CTL_STATE, STATE_OPEN, STATE_BUS_CLOSED) !== STATE_OPEN) continue;
-      Atomics.notify(p.ctl, CTL_ACKED);
-      Atomics.notify(p.desc, RING_HEAD);
-      Atomics.notify(p.out, RING_TAIL);
+      const ctl = ctlOf(p);
+      if (Atomics.compareExchange(ctl, CTL_STATE, STATE_OPEN, STATE_BUS_CLOSED) !== STATE_OPEN) continue;
+      Atomics.notify(ctl, CTL_ACKED);
+      Atomics.notify(new Int32Array(p.inSab, p.descriptorOffset, RING_HEADER_BYTES / 4), RING_HEAD);
+      Atomics.notify(new Int32Array(p.outSab, 0, RING_HEADER_BYTES / 4), RING_TAIL);
     }
     this.#peers = [];
   }
