@@ -10,9 +10,9 @@
  * later call fails with ESHUTDOWN.
  */
 
-import { Worker, type TransferListItem } from 'node:worker_threads';
+import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { BusError, toBusError } from './errors.js';
-import { checkTicket, type PeerTicket } from './ticket.js';
+import { checkTicket, lentPorts, type PeerTicket } from './ticket.js';
 import type { ControlReply, ControlRequest, ControlStarted } from './control.js';
 import type { PeerCreated } from './coordinator/coordinator.js';
 import type { HandleId } from './message.js';
@@ -49,8 +49,6 @@ type ControlBody = ControlRequest extends infer R ? R extends unknown ? Omit<R, 
 
 const LIMIT_KEYS = ['messages', 'handles', 'bytes'] as const;
 
-/** A ticket's transfer list: empty, since a ticket holds no port (src/ticket.ts). */
-const NO_TRANSFER: TransferListItem[] = Object.freeze([]) as unknown as TransferListItem[];
 
 function checkUid(uid: unknown, what: string): number {
   if (typeof uid !== 'number' || !Number.isSafeInteger(uid) || uid < 0) {
@@ -92,6 +90,7 @@ export class Bus {
   #nextId = 1;
   /** Requests made in this task, posted together by #flush (a microtask). */
   #queue: ControlRequest[] = [];
+  #transfer: MessagePort[] = [];
   #flushFn = () => this.#flush();
   #closed = false;
   #dead: BusError | null = null;
@@ -172,13 +171,14 @@ export class Bus {
     return bus;
   }
 
-  #call<T>(req: ControlBody, what: string): Promise<T> {
+  #call<T>(req: ControlBody, what: string, transfer?: MessagePort[]): Promise<T> {
     if (this.#closed || this.#dead !== null) {
       return Promise.reject(new BusError('ESHUTDOWN', `${what}: the bus is closed`));
     }
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      if (transfer !== undefined) this.#transfer.push(...transfer);
       if (this.#queue.push({ ...req, id } as ControlRequest) === 1) queueMicrotask(this.#flushFn);
     });
   }
@@ -186,10 +186,12 @@ export class Bus {
   /** Post the requests of this task as one message and ring the coordinator once. */
   #flush(): void {
     const q = this.#queue;
+    const transfer = this.#transfer;
     this.#queue = [];
+    this.#transfer = [];
     // Died meanwhile: die() has rejected them already.
     if (this.#dead !== null || q.length === 0) return;
-    this.#worker.postMessage(q.length === 1 ? q[0] : q);
+    this.#worker.postMessage(q.length === 1 ? q[0] : q, transfer);
     const db = this.#doorbell!;
     Atomics.store(db, BELL_CONTROL, 1);
     Atomics.add(db, BELL_COUNTER, 1);
@@ -211,12 +213,26 @@ export class Bus {
     // Peers found gone: start a collection that frees their buffers, without which this
     // thread could keep them mapped for hours (src/memory-weight.ts).
     if (this.#peers.add(m.inSab, m.descriptorOffset, m.outSab) > 0) weighForCollection(m.inSab);
-    return {
+    // The ticket's port is made when first asked for (reading `transfer` or `port`, which
+    // posting the ticket does): a ticket opened in this thread never needs one.
+    const lend = (ticket: PeerTicket): MessagePort => {
+      let port = lentPorts.get(ticket);
+      if (port === undefined) {
+        const { port1, port2 } = new MessageChannel();
+        lentPorts.set(ticket, port = port2);
+        this.#call<void>({ op: 'watchTicket', peerId: m.peerId, port: port1 }, 'createPeer', [port1]).catch(() => undefined);
+      }
+      return port;
+    };
+    const ticket: PeerTicket = {
       kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
       doorbell: this.#doorbellSab!, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
       descriptorOffset: m.descriptorOffset, descriptorSlots: m.descriptorSlots, maxMessageBytes: m.maxMessageBytes,
-      busThread: this.#busThread, port: null, transfer: NO_TRANSFER,
+      busThread: this.#busThread,
+      get port() { return lend(ticket); },
+      get transfer() { return [lend(ticket)]; },
     };
+    return ticket;
   }
 
   /** A node owned by the ticket's peer; returns that peer's handle id for it. */

@@ -8,6 +8,7 @@
  * (src/errors.ts).
  */
 
+import type { MessagePort } from 'node:worker_threads';
 import type { BusErrorData } from './errors.js';
 import type { Limits } from './coordinator/ledger.js';
 
@@ -19,6 +20,9 @@ export type ControlRequest =
   | { id: number; op: 'stats' }
   // bus.spawn() whose worker never opened its ticket: disconnect that peer (src/spawn.ts).
   | { id: number; op: 'dropPeer'; peerId: number }
+  // The port of a ticket about to leave the owner's thread (src/ticket.ts): when it closes
+  // before the ticket was opened, the thread that got it is gone.
+  | { id: number; op: 'watchTicket'; peerId: number; port: MessagePort }
   | { id: number; op: 'close' }
   // Test only (sent through coordinatorWorkerOf, never by Bus): an uncaught error in the coordinator.
   | { id: number; op: 'test-crash' };

@@ -25,7 +25,7 @@ import {
 import { SPIN_LOADS, spinWhileEqual } from '../shared/wait.js';
 import { BusError } from './errors.js';
 import type { Message, HandleId, SliceOwner } from './message.js';
-import { type PeerTicket, checkTicket } from './ticket.js';
+import { type PeerTicket, checkTicket, heldPort } from './ticket.js';
 import { Layer, type PeerCore } from './router.js';
 import { takeSpawnedTicket } from './spawn.js';
 import { sendWaiting } from './waiting.js';
@@ -94,6 +94,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       throw invalid('Peer.open: this ticket was already used; ask the bus owner for a new one');
     }
     Atomics.notify(ctl, CTL_OPENED); // bus.spawn() waits for this
+    // Claimed: the thread's watch covers this peer now, and the ticket's own port can go.
+    heldPort(ticket)?.close();
     if (Atomics.load(ctl, CTL_STATE) !== STATE_OPEN) throw shutdown('Peer.open');
     return new Peer(ticket, handles, watch);
   }

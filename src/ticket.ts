@@ -2,11 +2,15 @@
  * PeerTicket: what the owner hands to the thread that will open a peer.
  *
  * A ticket is plain, structured-cloneable data: the peer's two SharedArrayBuffers, the
- * doorbell, the sizes needed to map them, and the coordinator's threadId. It carries no
- * MessagePort (port is null, transfer empty): the death watch is one channel per thread
- * that opens peers, not one per ticket (src/peer/watch.ts). Post it with its own
- * transfer list all the same, so that code keeps working if a ticket ever needs one:
+ * doorbell, the sizes needed to map them, the coordinator's threadId, and a MessagePort
+ * whose other end the coordinator holds, so that it sees a thread die that received the
+ * ticket but never opened it. Post it with its own transfer list:
  *   new Worker(url, { workerData: { ticket }, transferList: ticket.transfer })
+ * That port is made only when the ticket is about to leave the owner's thread: `port`
+ * and `transfer` are getters on the owner's copy (posting reads them), so a ticket opened
+ * where it was minted costs no channel. Peer.open() closes it once the ticket is claimed:
+ * from then on the peer is watched with every other peer of its thread, by one channel
+ * per thread (src/peer/watch.ts).
  * The uid inside is informative only: the coordinator keeps the real one, fixed when
  * the owner created the peer, so a peer cannot change it. A ticket opens once (the
  * CTL_OPENED word in the peer's IN buffer is claimed with compare-and-swap).
@@ -32,10 +36,24 @@ export interface PeerTicket {
   readonly maxMessageBytes: number;
   /** The coordinator's threadId: where Peer.open() sends this thread's death watch. */
   readonly busThread: number;
-  /** Always null (kept in the public shape; no port is needed since the death watch is per thread). */
+  /** Watches the thread the ticket went to until it opens the ticket (made on first read in the owner). */
   readonly port: MessagePort | null;
   /** What must go in the transfer list when the ticket is posted to another thread. */
   readonly transfer: TransferListItem[];
+}
+
+/** The ports the owner made for its own tickets, by ticket (see heldPort). */
+export const lentPorts = new WeakMap<object, MessagePort>();
+
+/**
+ * The ticket's port if it has one, without making one: the owner's copy makes its port
+ * on first read (a getter), which a ticket opened in the owner's thread never needs.
+ */
+export function heldPort(t: PeerTicket): MessagePort | null {
+  const d = Object.getOwnPropertyDescriptor(t, 'port');
+  if (d === undefined) return null;
+  if (d.get !== undefined) return lentPorts.get(t) ?? null;
+  return (d.value as MessagePort | null | undefined) ?? null;
 }
 
 const isPow2 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
@@ -58,5 +76,6 @@ export function checkTicket(t: unknown, what: string): asserts t is PeerTicket {
   if (x.descriptorOffset !== layout.descriptorOffset || x.inSab.byteLength < layout.poolOffset) throw bad('bad IN layout');
   if (!Number.isSafeInteger(x.maxMessageBytes) || x.maxMessageBytes < 0) throw bad('bad maxMessageBytes');
   if (!Number.isSafeInteger(x.busThread) || x.busThread <= 0) throw bad('bad busThread');
-  if (x.port !== null && x.port !== undefined && !(x.port instanceof MessagePort)) throw bad('bad port');
+  const port = heldPort(x);
+  if (port !== null && !(port instanceof MessagePort)) throw bad('bad port');
 }

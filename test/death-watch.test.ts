@@ -6,11 +6,15 @@
  * them (reason: thread exit) and gives all their charges back, that a peer closed
  * normally in that thread (the first one, whose open sent the watch, included) leaves
  * the others connected, and that peers of two buses in one thread are each watched.
+ * A ticket posted to a thread carries a port of its own until it is opened, so a thread
+ * that dies holding it unopened still gets its peer cut off; a ticket opened where it was
+ * minted never makes that port.
  */
 
 import test from 'ava';
 import { Worker } from 'node:worker_threads';
 import { Bus, Peer, type PeerTicket, type HandleId } from '../src/index.js';
+import { heldPort } from '../src/ticket.js';
 import { CTL_STATE, CTL_REASON, STATE_OPEN, STATE_DISCONNECTED, STATE_CLOSED, REASON_THREAD_EXIT } from '../shared/layout.js';
 import { within } from './helpers/remote-peer.js';
 
@@ -70,7 +74,6 @@ test('40 peers opened in one worker, which is terminated: all are disconnected (
     handles.push(await bus.transferHandle(ticket, node, senderTicket));
     tickets.push(ticket);
   }
-  t.deepEqual(tickets.map((x) => x.transfer.length), tickets.map(() => 0), 'a ticket carries nothing to transfer');
   ({ worker } = await host(tickets));
   // Something queued to every one of them, charged to their uids with a share for uid 1.
   for (const h of handles) await sender.send(h, 'queued until the thread dies');
@@ -148,4 +151,44 @@ test('peers of two buses opened in one thread are cut off by both coordinators w
   await worker.terminate();
   await allCutOff(tickets, 'after terminate()');
   t.deepEqual(tickets.map(reason), tickets.map(() => REASON_THREAD_EXIT), 'every peer of both buses: thread exit');
+});
+
+test('a ticket posted to a worker that exits without opening it: its peer is disconnected and its quota given back', async (t) => {
+  const bus = await Bus.start();
+  let sender: Peer | undefined;
+  t.teardown(async () => {
+    await sender?.close().catch(() => undefined);
+    await bus.close().catch(() => undefined);
+  });
+  const senderTicket = await bus.createPeer({ uid: 1 });
+  sender = Peer.open(senderTicket);
+  t.is(heldPort(senderTicket), null, 'a ticket opened where it was minted made no port');
+  const ticket = await bus.createPeer({ uid: 800 });
+  const h = await bus.transferHandle(ticket, await bus.createNode(ticket), senderTicket);
+  await sender.send(h, 'never read');
+  const worker = new Worker('process.exit(0)', { eval: true, workerData: { ticket }, transferList: ticket.transfer as never });
+  await new Promise((r) => worker.once('exit', r));
+  await allCutOff([ticket], 'after the worker exited');
+  t.is(state(ticket), STATE_DISCONNECTED, 'disconnected');
+  t.is(reason(ticket), REASON_THREAD_EXIT, 'reason: thread exit');
+  const u = await bus.usage(800);
+  t.deepEqual(u.remaining, u.max, 'uid 800: back at its maximum');
+  t.deepEqual(u.shares, {}, 'uid 800: no shares left');
+});
+
+test('a ticket posted to a worker and opened there: closing its own port leaves the peer to the thread watch', async (t) => {
+  const bus = await Bus.start();
+  let worker: Worker | undefined;
+  t.teardown(async () => {
+    await worker?.terminate();
+    await bus.close().catch(() => undefined);
+  });
+  const tickets = [await bus.createPeer({ uid: 900 }), await bus.createPeer({ uid: 901 })];
+  ({ worker } = await host(tickets));
+  // Peer.open() closed each ticket's port; the coordinator must not take that for a death.
+  await sleep(100);
+  t.deepEqual(tickets.map(state), [STATE_OPEN, STATE_OPEN], 'both still open after their ticket ports closed');
+  await worker.terminate();
+  await allCutOff(tickets, 'after terminate()');
+  t.deepEqual(tickets.map(reason), [REASON_THREAD_EXIT, REASON_THREAD_EXIT], 'both: thread exit');
 });

@@ -77,6 +77,9 @@ function handle(req: ControlRequest): ControlReply | null {
         return { id: req.id, ok: true, value: coordinator.usage(req.uid) };
       case 'stats':
         return { id: req.id, ok: true, value: coordinator.stats() };
+      case 'watchTicket':
+        coordinator.watchTicket(req.peerId, req.port, kick);
+        return { id: req.id, ok: true, value: null };
       case 'dropPeer':
         coordinator.disconnectById(req.peerId, STATE_DISCONNECTED, REASON_THREAD_EXIT);
         return { id: req.id, ok: true, value: null };

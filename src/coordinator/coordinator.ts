@@ -239,6 +239,11 @@ export class Coordinator {
     this.#disc.disconnectById(id, state, reason);
   }
 
+  /** A ticket's port (src/ticket.ts); `died` runs if it closes before the ticket was opened. */
+  watchTicket(peerId: number, port: MessagePort, died: () => void): void {
+    this.#disc.watchTicket(peerId, port, died);
+  }
+
   /** Thread `source`'s death watch arrived (src/peer/watch.ts); `died` runs after its peers are cut off. */
   watchThread(source: number, port: MessagePort, died: () => void): void {
     this.#disc.watchThread(source, port, died);

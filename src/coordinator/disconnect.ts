@@ -28,7 +28,7 @@ import type { Bells } from './bells.js';
 import type { Handles } from './handles.js';
 
 export class Disconnects {
-  /** The live death watches, one per thread that opened peers (closed at bus.close()). */
+  /** The live death watches: one per thread that opened peers, and the ports of tickets not yet opened (closed at bus.close()). */
   readonly #watches = new Set<MessagePort>();
 
   constructor(readonly core: CoordinatorCore, readonly bells: Bells, readonly handles: Handles) {}
@@ -46,6 +46,27 @@ export class Disconnects {
       died();
     });
     // It only watches; it must not keep this thread alive.
+    port.unref();
+  }
+
+  /**
+   * Keep a ticket's port: if it closes while the ticket is unopened, the thread it was
+   * posted to is gone without opening it, and the peer is disconnected. Peer.open()
+   * closes it after claiming the ticket; the thread's watch takes over from there.
+   */
+  watchTicket(peerId: number, port: MessagePort, died: () => void): void {
+    const peer = this.core.byId.get(peerId);
+    if (this.core.closed || peer === undefined) {
+      port.close();
+      return;
+    }
+    this.#watches.add(port);
+    port.on('close', () => {
+      this.#watches.delete(port);
+      if (!peer.open || Atomics.load(peer.ctl, CTL_OPENED) !== 0) return;
+      this.disconnect(peer, STATE_DISCONNECTED, REASON_THREAD_EXIT);
+      died();
+    });
     port.unref();
   }
 
