@@ -11,7 +11,7 @@
  * minted never makes that port.
  */
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Worker } from 'node:worker_threads';
 import { Bus, Peer, type PeerTicket, type HandleId } from '../src/index.js';
 import { heldPort } from '../src/ticket.js';
@@ -54,27 +54,39 @@ async function allCutOff(tickets: PeerTicket[], what: string): Promise<void> {
   }
 }
 
-test('40 peers opened in one worker, which is terminated: all are disconnected (thread exit) and their uids get everything back', async (t) => {
+/** A bus with a sender peer (uid 1) in this thread; everything is torn down after the test. */
+async function scene(t: ExecutionContext): Promise<{ bus: Bus; sender: Peer; senderTicket: PeerTicket; workers: Worker[] }> {
   const bus = await Bus.start();
-  let worker: Worker | undefined;
+  const workers: Worker[] = [];
   let sender: Peer | undefined;
   t.teardown(async () => {
-    await worker?.terminate();
+    for (const w of workers) await w.terminate();
     await sender?.close().catch(() => undefined);
     await bus.close().catch(() => undefined);
   });
   const senderTicket = await bus.createPeer({ uid: 1 });
   sender = Peer.open(senderTicket);
+  return { bus, sender, senderTicket, workers };
+}
+
+/** A ticket per uid, each with a node whose handle the sender holds. */
+async function minted(bus: Bus, senderTicket: PeerTicket, uids: number[]): Promise<{ tickets: PeerTicket[]; handles: HandleId[] }> {
   const tickets: PeerTicket[] = [];
   const handles: HandleId[] = [];
-  const uids = [501, 502, 503, 504];
-  for (let i = 0; i < 40; i++) {
-    const ticket = await bus.createPeer({ uid: uids[i % uids.length]! });
-    const node = await bus.createNode(ticket);
-    handles.push(await bus.transferHandle(ticket, node, senderTicket));
+  for (const uid of uids) {
+    const ticket = await bus.createPeer({ uid });
+    handles.push(await bus.transferHandle(ticket, await bus.createNode(ticket), senderTicket));
     tickets.push(ticket);
   }
-  ({ worker } = await host(tickets));
+  return { tickets, handles };
+}
+
+test('40 peers opened in one worker, which is terminated: all are disconnected (thread exit) and their uids get everything back', async (t) => {
+  const { bus, sender, senderTicket, workers } = await scene(t);
+  const uids = [501, 502, 503, 504];
+  const { tickets, handles } = await minted(bus, senderTicket, Array.from({ length: 40 }, (_, i) => uids[i % uids.length]!));
+  const { worker } = await host(tickets);
+  workers.push(worker);
   // Something queued to every one of them, charged to their uids with a share for uid 1.
   for (const h of handles) await sender.send(h, 'queued until the thread dies');
   for (const uid of uids) {
@@ -99,25 +111,11 @@ test('40 peers opened in one worker, which is terminated: all are disconnected (
 });
 
 test('closing peers normally, the first one of the thread included, leaves its other peers connected until the thread dies', async (t) => {
-  const bus = await Bus.start();
-  let worker: Worker | undefined;
-  let sender: Peer | undefined;
-  t.teardown(async () => {
-    await worker?.terminate();
-    await sender?.close().catch(() => undefined);
-    await bus.close().catch(() => undefined);
-  });
-  const senderTicket = await bus.createPeer({ uid: 1 });
-  sender = Peer.open(senderTicket);
-  const tickets: PeerTicket[] = [];
-  const handles: HandleId[] = [];
-  for (let i = 0; i < 3; i++) {
-    const ticket = await bus.createPeer({ uid: 600 + i });
-    handles.push(await bus.transferHandle(ticket, await bus.createNode(ticket), senderTicket));
-    tickets.push(ticket);
-  }
+  const { bus, sender, senderTicket, workers } = await scene(t);
+  const { tickets, handles } = await minted(bus, senderTicket, [600, 601, 602]);
   const h = await host(tickets);
-  worker = h.worker;
+  const worker = h.worker;
+  workers.push(worker);
   worker.postMessage({ op: 'close', i: 0 });
   t.is((await within(WAIT, h.next('closed'), 'peer 0 closes')).type, 'closed');
   t.is(state(tickets[0]!), STATE_CLOSED, 'peer 0: closed');
@@ -154,23 +152,15 @@ test('peers of two buses opened in one thread are cut off by both coordinators w
 });
 
 test('a ticket posted to a worker that exits without opening it: its peer is disconnected and its quota given back', async (t) => {
-  const bus = await Bus.start();
-  let sender: Peer | undefined;
-  t.teardown(async () => {
-    await sender?.close().catch(() => undefined);
-    await bus.close().catch(() => undefined);
-  });
-  const senderTicket = await bus.createPeer({ uid: 1 });
-  sender = Peer.open(senderTicket);
+  const { bus, sender, senderTicket } = await scene(t);
   t.is(heldPort(senderTicket), null, 'a ticket opened where it was minted made no port');
-  const ticket = await bus.createPeer({ uid: 800 });
-  const h = await bus.transferHandle(ticket, await bus.createNode(ticket), senderTicket);
-  await sender.send(h, 'never read');
-  const worker = new Worker('process.exit(0)', { eval: true, workerData: { ticket }, transferList: ticket.transfer as never });
+  const { tickets: [ticket], handles: [h] } = await minted(bus, senderTicket, [800]);
+  await sender.send(h!, 'never read');
+  const worker = new Worker('process.exit(0)', { eval: true, workerData: { ticket }, transferList: ticket!.transfer as never });
   await new Promise((r) => worker.once('exit', r));
-  await allCutOff([ticket], 'after the worker exited');
-  t.is(state(ticket), STATE_DISCONNECTED, 'disconnected');
-  t.is(reason(ticket), REASON_THREAD_EXIT, 'reason: thread exit');
+  await allCutOff([ticket!], 'after the worker exited');
+  t.is(state(ticket!), STATE_DISCONNECTED, 'disconnected');
+  t.is(reason(ticket!), REASON_THREAD_EXIT, 'reason: thread exit');
   const u = await bus.usage(800);
   t.deepEqual(u.remaining, u.max, 'uid 800: back at its maximum');
   t.deepEqual(u.shares, {}, 'uid 800: no shares left');
