@@ -80,9 +80,33 @@ function checkLimits(l: unknown, what: string): Partial<Limits> | undefined {
  */
 export let coordinatorWorkerOf: (bus: Bus) => Worker;
 
+/** The bus that minted each ticket of this thread, to make the ticket's port on demand. */
+const mintedBy = new WeakMap<object, Bus>();
+let lendPort: (ticket: PeerTicket) => MessagePort;
+
+/**
+ * A ticket's `port` and `transfer`: made when first read (posting the ticket reads them),
+ * so a ticket opened in this thread never costs a channel (src/ticket.ts). Shared getter
+ * functions, so that every ticket has the same shape.
+ */
+const LENT_PORT: PropertyDescriptorMap = {
+  port: { enumerable: true, get(this: PeerTicket) { return lendPort(this); } },
+  transfer: { enumerable: true, get(this: PeerTicket) { return [lendPort(this)]; } },
+};
+
 export class Bus {
   static {
     coordinatorWorkerOf = (bus) => bus.#worker;
+    lendPort = (ticket) => {
+      let port = lentPorts.get(ticket);
+      if (port === undefined) {
+        const { port1, port2 } = new MessageChannel();
+        lentPorts.set(ticket, port = port2);
+        mintedBy.get(ticket)!.#call<void>({ op: 'watchTicket', peerId: ticket.peerId, port: port1 }, 'createPeer', [port1])
+          .catch(() => undefined);
+      }
+      return port;
+    };
   }
   #worker: Worker;
   #peers = new PeerRegistry();
@@ -213,25 +237,13 @@ export class Bus {
     // Peers found gone: start a collection that frees their buffers, without which this
     // thread could keep them mapped for hours (src/memory-weight.ts).
     if (this.#peers.add(m.inSab, m.descriptorOffset, m.outSab) > 0) weighForCollection(m.inSab);
-    // The ticket's port is made when first asked for (reading `transfer` or `port`, which
-    // posting the ticket does): a ticket opened in this thread never needs one.
-    const lend = (ticket: PeerTicket): MessagePort => {
-      let port = lentPorts.get(ticket);
-      if (port === undefined) {
-        const { port1, port2 } = new MessageChannel();
-        lentPorts.set(ticket, port = port2);
-        this.#call<void>({ op: 'watchTicket', peerId: m.peerId, port: port1 }, 'createPeer', [port1]).catch(() => undefined);
-      }
-      return port;
-    };
-    const ticket: PeerTicket = {
+    const ticket = Object.defineProperties({
       kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
       doorbell: this.#doorbellSab!, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
       descriptorOffset: m.descriptorOffset, descriptorSlots: m.descriptorSlots, maxMessageBytes: m.maxMessageBytes,
       busThread: this.#busThread,
-      get port() { return lend(ticket); },
-      get transfer() { return [lend(ticket)]; },
-    };
+    }, LENT_PORT) as PeerTicket;
+    mintedBy.set(ticket, this);
     return ticket;
   }
 
