@@ -29,7 +29,7 @@ import {
 } from '../../shared/layout.js';
 import { BusError } from '../errors.js';
 import { Ledger, type Limits } from './ledger.js';
-import { Pool, MAX_SLOTS_PER_CLASS } from './pool.js';
+import { Pool, MAX_SLOTS_PER_CLASS, firstSegmentBytes } from './pool.js';
 import { PeerState } from './peer-state.js';
 import { Waiters } from './waiters.js';
 import { collectStats } from './stats.js';
@@ -61,8 +61,8 @@ export interface PeerCreated {
   limits: Limits;
 }
 
-/** Largest IN buffer: its offsets are handled as 32-bit signed integers. */
-const MAX_IN_BYTES = 2 ** 31 - 1;
+/** Largest pool address space: pool addresses are handled as 32-bit signed integers. */
+const MAX_POOL_BYTES = 2 ** 31 - 1;
 
 export class Coordinator {
   readonly #core: CoordinatorCore;
@@ -116,14 +116,15 @@ export class Coordinator {
       throw new BusError('EINVAL', `createPeer: a peer may hold at most ${MAX_SLOTS_PER_CLASS} messages (asked ${limits.messages})`);
     }
     const largest = Math.min(limits.bytes, messageBytes(core.config.maxMessageBytes, MAX_HANDLES_PER_MESSAGE));
-    const poolBytes = Pool.bytesFor(limits.messages, limits.bytes, largest);
-    const slots = descriptorSlots(limits.messages);
-    const layout = inLayout(slots, poolBytes);
-    if (layout.totalBytes > MAX_IN_BYTES) {
+    const pool = new Pool(limits.messages, limits.bytes, largest);
+    if (pool.totalBytes > MAX_POOL_BYTES) {
       throw new BusError('EINVAL', `createPeer: with limits ${JSON.stringify(limits)} and messages of up to `
-        + `${core.config.maxMessageBytes} bytes, this peer's receive pool would need ${layout.totalBytes} bytes of `
-        + `address space, more than ${MAX_IN_BYTES}; lower its bytes or messages limit, or the bus's maxMessageBytes`);
+        + `${core.config.maxMessageBytes} bytes, this peer's receive pool would need ${pool.totalBytes} bytes of `
+        + `address space, more than ${MAX_POOL_BYTES}; lower its bytes or messages limit, or the bus's maxMessageBytes`);
     }
+    const slots = descriptorSlots(limits.messages);
+    // IN holds the rings and the pool's first segment; the rest of the pool is made on demand.
+    const layout = inLayout(slots, firstSegmentBytes(limits.messages));
     const ringBytes = outRingBytes(core.config.maxMessageBytes);
     const outSab = new SharedArrayBuffer(RING_HEADER_BYTES + ringBytes);
     const inSab = new SharedArrayBuffer(layout.totalBytes);
@@ -131,7 +132,7 @@ export class Coordinator {
     const peer = new PeerState({
       id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), outSab, inSab,
       outRingBytes: ringBytes, verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset,
-      descriptorSlots: slots, pool: new Pool(layout.poolOffset, limits.messages, limits.bytes, largest), port: port1,
+      descriptorSlots: slots, pool, poolOffset: layout.poolOffset, port: port1,
     });
     core.peers.push(peer);
     core.byId.set(peer.id, peer);
