@@ -191,6 +191,8 @@ async function reqrep(ctx: BenchContext): Promise<Session> {
  * 65536 handles, 16 MiB, 1 MiB messages), each with a node, in this process. RSS
  * counts what they and the coordinator really touched; the address space reserved for
  * each peer's rings and pool is reported apart, since untouched pages cost nothing.
+ * An idle peer has received nothing, so it has no pool segment beyond the first, which
+ * is inside IN: its two buffers are all it reserves.
  */
 export async function idlePeers(n: number): Promise<IdlePeers> {
   const bus = await Bus.start();
