@@ -1,19 +1,22 @@
 /*
  * Memory layouts and wire formats, in one place. Both sides of every ring import this.
  *
- * Each peer owns two SharedArrayBuffers, and the pool segments made for it, and sees
- * no other peer's memory:
+ * Each peer owns one SharedArrayBuffer, and the pool segments made for it, and sees no
+ * other peer's memory. The buffer has two regions, OUT and IN, and the words that an
+ * idle peer writes (its control block, its OUT ring header) share its first page, so
+ * that an idle peer costs one backing store and one touched page:
  *
- *   OUT  (the peer writes, the coordinator reads; everything in it is untrusted)
- *   +--------------------+-----------------------------------------------+
- *   | ring header 256 B  | byte ring data: framed request records        |
- *   +--------------------+-----------------------------------------------+
+ *   +-----------+--------------------+-------------------------------+
+ *   | control   | OUT ring header    | OUT ring data                 |  ...
+ *   | 256 B     | 256 B              | framed request records        |
+ *   +-----------+--------------------+-------------------------------+
+ *     ... +----------------+---------------------+--------------------+-------------+------------+
+ *         | verdict ring   | verdict slots       | descriptor ring    | descriptor  | first pool |
+ *         | header 256 B   | VERDICT_SLOTS x 64B | header 256 B       | slots x 32B | segment    |
+ *         +----------------+---------------------+--------------------+-------------+------------+
  *
- *   IN   (the coordinator writes, the peer reads)
- *   +-----------+----------------+---------------------+--------------------+-------------+
- *   | control   | verdict ring   | verdict slots       | descriptor ring    | descriptor  | first pool |
- *   | 256 B     | header 256 B   | VERDICT_SLOTS x 64B | header 256 B       | slots x 32B | segment    |
- *   +-----------+----------------+---------------------+--------------------+-------------+------------+
+ *   OUT (the OUT ring: the peer writes, the coordinator reads; everything in it is untrusted)
+ *   IN  (everything else: the coordinator writes, the peer reads)
  *
  *   POOL SEGMENTS (the coordinator writes, the peer reads): the receive pool is an
  *   address space (src/coordinator/pool.ts) whose SEGMENT_BYTES-aligned windows get
@@ -183,7 +186,9 @@ export function descriptorSlots(maxMessages: number): number {
   return nextPow2(maxMessages + 1024);
 }
 
-export interface InLayout {
+export interface PeerLayout {
+  outOffset: number;
+  outRingBytes: number;
   verdictOffset: number;
   descriptorOffset: number;
   descriptorSlots: number;
@@ -192,13 +197,14 @@ export interface InLayout {
   totalBytes: number;
 }
 
-/** `poolBytes`: the first pool segment's (src/coordinator/pool.ts firstSegmentBytes). */
-export function inLayout(descSlots: number, poolBytes: number): InLayout {
-  const verdictOffset = CONTROL_BYTES;
+/** The peer's buffer (drawn at the top). `poolBytes`: the first pool segment's (src/coordinator/pool.ts firstSegmentBytes). */
+export function peerLayout(ringBytes: number, descSlots: number, poolBytes: number): PeerLayout {
+  const outOffset = CONTROL_BYTES;
+  const verdictOffset = outOffset + RING_HEADER_BYTES + ringBytes;
   const descriptorOffset = verdictOffset + RING_HEADER_BYTES + VERDICT_SLOTS * VERDICT_SLOT_BYTES;
   const poolOffset = descriptorOffset + RING_HEADER_BYTES + descSlots * DESC_SLOT_BYTES;
   return {
-    verdictOffset, descriptorOffset, descriptorSlots: descSlots, poolOffset, poolBytes,
-    totalBytes: poolOffset + poolBytes,
+    outOffset, outRingBytes: ringBytes, verdictOffset, descriptorOffset, descriptorSlots: descSlots, poolOffset,
+    poolBytes, totalBytes: poolOffset + poolBytes,
   };
 }

@@ -182,10 +182,10 @@ export class Bus {
     const m = await this.#call<PeerMemory>({ op: 'createPeer', uid, limits, name }, 'createPeer');
     // Peers found gone: start a collection that frees their buffers, without which this
     // thread could keep them mapped for hours (src/memory-weight.ts).
-    if (this.#peers.add(m.inSab, m.descriptorOffset, m.outSab) > 0) weighForCollection(m.inSab);
+    if (this.#peers.add(m.inSab, m.descriptorOffset, m.outOffset) > 0) weighForCollection(m.inSab);
     return {
-      kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
-      doorbell: m.doorbell, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
+      kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, inSab: m.inSab,
+      doorbell: m.doorbell, outOffset: m.outOffset, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
       descriptorOffset: m.descriptorOffset, descriptorSlots: m.descriptorSlots, maxMessageBytes: m.maxMessageBytes,
       port: m.port, transfer: [m.port],
     };

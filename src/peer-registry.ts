@@ -30,11 +30,11 @@ export class PeerRegistry {
   #pruneAt = 16;
 
   /** Remember a new peer; returns how many peers that are gone this call dropped from the list. */
-  add(inSab: SharedArrayBuffer, descriptorOffset: number, outSab: SharedArrayBuffer): number {
+  add(inSab: SharedArrayBuffer, descriptorOffset: number, outOffset: number): number {
     this.#peers.push({
       ctl: new Int32Array(inSab, 0, 64),
       desc: new Int32Array(inSab, descriptorOffset, RING_HEADER_BYTES / 4),
-      out: new Int32Array(outSab, 0, RING_HEADER_BYTES / 4),
+      out: new Int32Array(inSab, outOffset, RING_HEADER_BYTES / 4),
     });
     if (this.#peers.length < this.#pruneAt) return 0;
     const before = this.#peers.length;

@@ -192,7 +192,7 @@ async function reqrep(ctx: BenchContext): Promise<Session> {
  * counts what they and the coordinator really touched; the address space reserved for
  * each peer's rings and pool is reported apart, since untouched pages cost nothing.
  * An idle peer has received nothing, so it has no pool segment beyond the first, which
- * is inside IN: its two buffers are all it reserves.
+ * is inside its buffer: that one buffer is all it reserves.
  */
 export async function idlePeers(n: number): Promise<IdlePeers> {
   const bus = await Bus.start();
@@ -200,7 +200,7 @@ export async function idlePeers(n: number): Promise<IdlePeers> {
   const peers = tickets.map((t) => Peer.open(t));
   return {
     close: () => void Promise.allSettled(peers.map((p) => p.close())).then(() => bus.close()),
-    extra: { reservedBytesPerPeer: tickets[0]!.inSab.byteLength + tickets[0]!.outSab.byteLength },
+    extra: { reservedBytesPerPeer: tickets[0]!.inSab.byteLength },
   };
 }
 

@@ -25,7 +25,7 @@
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import {
-  MAX_HANDLES_PER_MESSAGE, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
+  MAX_HANDLES_PER_MESSAGE, messageBytes, outRingBytes, descriptorSlots, peerLayout,
 } from '../../shared/layout.js';
 import { BusError } from '../errors.js';
 import { Ledger, type Limits } from './ledger.js';
@@ -51,8 +51,9 @@ export { BATCH_RECORDS } from './dispatch.js';
 export interface PeerCreated {
   peerId: number;
   uid: number;
-  outSab: SharedArrayBuffer;
+  /** The peer's one buffer (shared/layout.ts): its OUT ring at outOffset, then IN. */
   inSab: SharedArrayBuffer;
+  outOffset: number;
   outRingBytes: number;
   verdictOffset: number;
   descriptorOffset: number;
@@ -123,15 +124,14 @@ export class Coordinator {
         + `address space, more than ${MAX_POOL_BYTES}; lower its bytes or messages limit, or the bus's maxMessageBytes`);
     }
     const slots = descriptorSlots(limits.messages);
-    // IN holds the rings and the pool's first segment; the rest of the pool is made on demand.
-    const layout = inLayout(slots, firstSegmentBytes(limits.messages));
     const ringBytes = outRingBytes(core.config.maxMessageBytes);
-    const outSab = new SharedArrayBuffer(RING_HEADER_BYTES + ringBytes);
+    // One buffer holds the rings and the pool's first segment; the rest of the pool is made on demand.
+    const layout = peerLayout(ringBytes, slots, firstSegmentBytes(limits.messages));
     const inSab = new SharedArrayBuffer(layout.totalBytes);
     const { port1, port2 } = new MessageChannel();
     const peer = new PeerState({
-      id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), outSab, inSab,
-      outRingBytes: ringBytes, verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset,
+      id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), inSab,
+      outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset,
       descriptorSlots: slots, pool, poolOffset: layout.poolOffset, port: port1,
     });
     core.peers.push(peer);
@@ -141,7 +141,7 @@ export class Coordinator {
     this.#bells.assignBell(peer);
     return {
       created: {
-        peerId: peer.id, uid, outSab, inSab, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
+        peerId: peer.id, uid, inSab, outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
         descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
         maxMessageBytes: core.config.maxMessageBytes, limits,
       },

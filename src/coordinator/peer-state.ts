@@ -63,7 +63,6 @@ export class PeerState implements SegmentSink {
   readonly uid: number;
   readonly user: UserState;
   readonly ledger: Ledger;
-  readonly outSab: SharedArrayBuffer;
   readonly inSab: SharedArrayBuffer;
   readonly out: ByteRingReader;
   readonly desc: SlotRingWriter;
@@ -122,21 +121,20 @@ export class PeerState implements SegmentSink {
   readonly overflow: PendingDescriptor[] = [];
 
   constructor(args: {
-    id: number; uid: number; user: UserState; ledger: Ledger; outSab: SharedArrayBuffer; inSab: SharedArrayBuffer;
-    outRingBytes: number; verdictOffset: number; descriptorOffset: number; descriptorSlots: number;
+    id: number; uid: number; user: UserState; ledger: Ledger; inSab: SharedArrayBuffer;
+    outOffset: number; outRingBytes: number; verdictOffset: number; descriptorOffset: number; descriptorSlots: number;
     pool: Pool; poolOffset: number; port: MessagePort;
   }) {
     this.id = args.id;
     this.uid = args.uid;
     this.user = args.user;
     this.ledger = args.ledger;
-    this.outSab = args.outSab;
     this.inSab = args.inSab;
-    this.out = new ByteRingReader(args.outSab, 0, args.outRingBytes);
+    this.out = new ByteRingReader(args.inSab, args.outOffset, args.outRingBytes);
     this.verdicts = new SlotRingWriter(args.inSab, args.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
     this.desc = new SlotRingWriter(args.inSab, args.descriptorOffset, args.descriptorSlots, DESC_SLOT_BYTES);
     this.ctl = new Int32Array(args.inSab, 0, 64);
-    this.outBuf = Buffer.from(args.outSab, RING_HEADER_BYTES, args.outRingBytes);
+    this.outBuf = Buffer.from(args.inSab, args.outOffset + RING_HEADER_BYTES, args.outRingBytes);
     this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
     this.pool = args.pool;
     this.port = args.port;

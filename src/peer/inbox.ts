@@ -21,7 +21,7 @@
 import {
   OP_RELEASE_SLICES, RELEASE_BATCH, D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA,
   KIND_NODE_DESTROY, KIND_NODE_RELEASE, KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
-  DESC_NHANDLES_MASK, TAG_SHIFT, RING_HEAD, RING_CONSUMER_SLEEPING, inLayout,
+  DESC_NHANDLES_MASK, TAG_SHIFT, RING_HEAD, RING_CONSUMER_SLEEPING, RING_HEADER_BYTES, DESC_SLOT_BYTES,
 } from '../../shared/layout.js';
 import { RING_EMPTY } from '../../shared/ring.js';
 import { SPIN_LOADS, spinWhileEqual, sleepWhileEqualAsync } from '../../shared/wait.js';
@@ -45,7 +45,9 @@ export class Inbox implements SliceOwner {
   constructor(link: PeerLink, outbox: Outbox) {
     this.#link = link;
     this.#outbox = outbox;
-    this.#pool = new PoolMap(link, inLayout(link.desc.slots, 0).poolOffset);
+    // The pool's first segment follows the descriptor ring (shared/layout.ts).
+    const desc = link.desc;
+    this.#pool = new PoolMap(link, desc.ctl.byteOffset + RING_HEADER_BYTES + desc.slots * DESC_SLOT_BYTES);
     this.#releases = link.scratch.subarray(0, 2 + RELEASE_BATCH);
     this.#releasesU8 = new Uint8Array(link.scratch.buffer, link.scratch.byteOffset, 4 * (2 + RELEASE_BATCH));
   }
