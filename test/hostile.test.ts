@@ -432,13 +432,17 @@ test.serial('OP_RELEASE_SLICE outside the pool, off a slice start, of a queued s
     return d.offset;
   };
   const cases: Array<[string, (x: Hostile) => Promise<number[]>]> = [
-    ['offset 0', async () => [0]],
-    ['offset in the verdict ring', async (x) => [x.h.ticket.verdictOffset + 256]],
-    ['offset just before the pool', async (x) => [poolOffset(x) - 64]],
-    ['offset at the end of the buffer', async (x) => [x.h.ticket.inSab.byteLength]],
+    // A release names a pool address (src/coordinator/pool.ts), not a byte of the buffer.
+    ['pool address 0, never used', async () => [0]],
+    ['a slot of the first segment, never used', async () => [64 * 5]],
+    ['the first slot of a class never used (its segment was never made)', async () => [1 << 16]],
+    ['an address in the gap after the first class', async () => [64 * HOSTILE_LIMITS.messages + 64]],
+    ['an address past the pool', async () => [1 << 30]],
     ['offset 0xffffffff', async () => [0xffffffff]],
     ['offset 0xfffffff8', async () => [0xfffffff8]],
-    ['pool start, never used', async (x) => [poolOffset(x) + 64 * 5]],
+    ['the buffer offset of a received slice instead of its pool address', async (x) => {
+      const off = await deliver(x); await x.h.setDescTail(1); return [poolOffset(x) + off];
+    }],
     ['inside a received slice', async (x) => { const off = await deliver(x); await x.h.setDescTail(1); return [off + 8]; }],
     ['a queued, never-received slice', async (x) => [await deliver(x)]],
     ['a slice released twice', async (x) => { const off = await deliver(x); await x.h.setDescTail(1); return [off, off]; }],

@@ -229,13 +229,6 @@ export class Pool {
     return this.#classes![k]!.segments[(slot & SLOT_INDEX_MASK) >>> this.#g.segSlotShift[k]];
   }
 
-  /** Segments made so far. */
-  segmentCount(): number {
-    let n = 0;
-    for (const c of this.#classes ?? []) n += c?.segments.length ?? 0;
-    return n;
-  }
-
   stateOf(slot: number): number {
     return this.#classes![slot >>> SLOT_CLASS_SHIFT]!.states[slot & SLOT_INDEX_MASK];
   }
