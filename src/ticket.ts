@@ -4,7 +4,8 @@
  * A ticket is plain, structured-cloneable data: the peer's SharedArrayBuffer, the
  * doorbell, the sizes needed to map them, and a MessagePort whose other end the
  * coordinator holds, so that the coordinator sees the peer's thread die (the port
- * closes), even by worker.terminate(). Post it with its own transfer list:
+ * closes), even by worker.terminate(), and through which the coordinator hands the peer
+ * its pool segments (src/peer/pool-map.ts). Post it with its own transfer list:
  *   new Worker(url, { workerData: { ticket }, transferList: ticket.transfer })
  * The uid inside is informative only: the coordinator keeps the real one, fixed when
  * the owner created the peer, so a peer cannot change it. A ticket opens once (the

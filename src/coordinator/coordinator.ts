@@ -131,8 +131,8 @@ export class Coordinator {
     const { port1, port2 } = new MessageChannel();
     const peer = new PeerState({
       id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), inSab,
-      outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset,
-      descriptorSlots: slots, pool, poolOffset: layout.poolOffset, port: port1,
+      outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
+      descriptorOffset: layout.descriptorOffset, descriptorSlots: slots, pool, poolOffset: layout.poolOffset, port: port1,
     });
     core.peers.push(peer);
     core.byId.set(peer.id, peer);
@@ -141,8 +141,8 @@ export class Coordinator {
     this.#bells.assignBell(peer);
     return {
       created: {
-        peerId: peer.id, uid, inSab, outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
-        descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
+        peerId: peer.id, uid, inSab, outOffset: layout.outOffset, outRingBytes: ringBytes,
+        verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
         maxMessageBytes: core.config.maxMessageBytes, limits,
       },
       port: port2,

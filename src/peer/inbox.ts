@@ -5,16 +5,16 @@
  * This thread is the single consumer of its descriptor ring (PeerLink.desc) and reads
  * payloads in place from its pool: a data Message is a view of the pool, valid until
  * released. A descriptor names a pool address; PoolMap (./pool-map.ts) says which
- * segment holds it, mapping segments as the coordinator hands them over. Receipts (the descriptor tail) are published in batches (PeerLink.consumed);
- * releases are gathered into OP_RELEASE_SLICES records (releaseSlice below), written
- * through the Outbox.
+ * segment holds it, mapping segments as the coordinator hands them over. Receipts (the
+ * descriptor tail) are published in batches (PeerLink.consumed); releases are gathered
+ * into OP_RELEASE_SLICES records (releaseSlice below), written through the Outbox.
  *
  * Waiting for a message: spin briefly, then sleep with the ring's consumer-sleeping
  * flag raised, so that the coordinator notifies only when this thread really sleeps
  * (shared/wait.ts). Every wait is bounded and re-checks the peer's state.
  *
- * Owns: the release batch, the pool map and the count of async receivers asleep; is the SliceOwner of
- * every data Message it creates. The everyday layer (src/router.ts) sees each message
+ * Owns: the release batch, the pool map and the count of async receivers asleep; is the
+ * SliceOwner of every data Message it creates. The everyday layer (src/router.ts) sees each message
  * first and may take it (replies, events).
  */
 

@@ -37,6 +37,8 @@ export class PoolMap {
   #byGranule: Map<number, PeerSegment> | null = null;
   #lastGranule = -1;
   #last: PeerSegment | null = null;
+  /** The first segment (the tail of the peer's buffer), made at its first use and kept. */
+  #firstSeg: PeerSegment | null = null;
 
   constructor(link: PeerLink, firstOffset: number) {
     this.#link = link;
@@ -59,7 +61,7 @@ export class PoolMap {
 
   #first(): PeerSegment {
     const link = this.#link;
-    return { sab: link.inSab, i32: link.inI32, delta: this.#firstOffset };
+    return this.#firstSeg ??= { sab: link.inSab, i32: link.inI32, delta: this.#firstOffset };
   }
 
   /** Map the next segment queued on the port; it must be there (the coordinator posts before it publishes). */
