@@ -24,7 +24,7 @@
 import { Worker } from 'node:worker_threads';
 import { Bus, Peer, type PeerTicket } from '../src/index.js';
 import { coordinatorWorkerOf } from '../src/bus.js';
-import { RING_CONSUMER_SLEEPING, STATE_OPEN, STATE_CLOSED, STATE_DISCONNECTED, REASON_PROTOCOL } from '../shared/layout.js';
+import { RING_CONSUMER_SLEEPING, RING_HEADER_BYTES, STATE_OPEN, STATE_CLOSED, STATE_DISCONNECTED, REASON_PROTOCOL } from '../shared/layout.js';
 import { HostileWorker, until } from '../test/fixtures/hostile-driver.js';
 import { RpcClient } from '../test/helpers/rpc-client.js';
 import type { StormStats } from '../test/fixtures/storm-peer.js';
@@ -81,11 +81,14 @@ await sender.send(toG, SENTINEL_TEXT);
 const gDesc = new Int32Array(tg.inSab, tg.descriptorOffset, 16);
 await until(() => Atomics.load(gDesc, 0) === 1, 5000, 'sentinel message published');
 const gOut = () => {
-  const out = new Uint8Array(tg.outSab).slice();
+  // The OUT ring of the sentinel's buffer, without the coordinator's sleeping flag (it flips whenever the coordinator naps).
+  const out = new Uint8Array(tg.inSab, tg.outOffset, RING_HEADER_BYTES + tg.outRingBytes).slice();
   out.fill(0, RING_CONSUMER_SLEEPING * 4, RING_CONSUMER_SLEEPING * 4 + 4);
   return out;
 };
-const gInBefore = new Uint8Array(tg.inSab).slice();
+// The rest of the sentinel's buffer (IN), with its OUT ring blanked (compared apart above).
+const gIn = () => new Uint8Array(tg.inSab).slice().fill(0, tg.outOffset, tg.verdictOffset);
+const gInBefore = gIn();
 const gOutBefore = gOut();
 
 // The victim: hostiles hold a handle to its node (their id 2) and may send to it.
@@ -177,7 +180,7 @@ for (const s of [s1, s2]) {
   if (s.anomalies.length > 0) problems.push(`honest stream anomalies: ${s.anomalies.slice(0, 5).join('; ')}`);
   if (s.errors.length > 0) problems.push(`honest peer errors: ${s.errors.slice(0, 5).join('; ')}`);
 }
-const firstIn = new Uint8Array(tg.inSab).findIndex((b, i) => b !== gInBefore[i]);
+const firstIn = gIn().findIndex((b, i) => b !== gInBefore[i]);
 const firstOut = gOut().findIndex((b, i) => b !== gOutBefore[i]);
 if (firstIn >= 0) problems.push(`sentinel IN buffer changed at byte ${firstIn}`);
 if (firstOut >= 0) problems.push(`sentinel OUT buffer changed at byte ${firstOut}`);

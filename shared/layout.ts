@@ -1,18 +1,29 @@
 /*
  * Memory layouts and wire formats, in one place. Both sides of every ring import this.
  *
- * Each peer owns two SharedArrayBuffers and sees no other peer's memory:
+ * Each peer owns one SharedArrayBuffer, and the pool segments made for it, and sees no
+ * other peer's memory. The buffer has two regions, OUT and IN, and the words that an
+ * idle peer writes (its control block, its OUT ring header) share its first page, so
+ * that an idle peer costs one backing store and one touched page:
  *
- *   OUT  (the peer writes, the coordinator reads; everything in it is untrusted)
- *   +--------------------+-----------------------------------------------+
- *   | ring header 256 B  | byte ring data: framed request records        |
- *   +--------------------+-----------------------------------------------+
+ *   +-----------+--------------------+-------------------------------+
+ *   | control   | OUT ring header    | OUT ring data                 |  ...
+ *   | 256 B     | 256 B              | framed request records        |
+ *   +-----------+--------------------+-------------------------------+
+ *     ... +----------------+---------------------+--------------------+-------------+------------+
+ *         | verdict ring   | verdict slots       | descriptor ring    | descriptor  | first pool |
+ *         | header 256 B   | VERDICT_SLOTS x 64B | header 256 B       | slots x 32B | segment    |
+ *         +----------------+---------------------+--------------------+-------------+------------+
  *
- *   IN   (the coordinator writes, the peer reads)
- *   +-----------+----------------+---------------------+--------------------+-------------+
- *   | control   | verdict ring   | verdict slots       | descriptor ring    | descriptor  | pool ...
- *   | 256 B     | header 256 B   | VERDICT_SLOTS x 64B | header 256 B       | slots x 32B |
- *   +-----------+----------------+---------------------+--------------------+-------------+
+ *   OUT (the OUT ring: the peer writes, the coordinator reads; everything in it is untrusted)
+ *   IN  (everything else: the coordinator writes, the peer reads)
+ *
+ *   POOL SEGMENTS (the coordinator writes, the peer reads): the receive pool is an
+ *   address space (src/coordinator/pool.ts) whose SEGMENT_BYTES-aligned windows get
+ *   memory on first use. The window at address 0 (at most SEGMENT_BYTES) is the tail of
+ *   IN; every other one is a SharedArrayBuffer of its own, posted to the peer on its
+ *   ticket's port as { segment: address, sab } before any descriptor names it. A
+ *   descriptor's offset (and a slice release) is a pool address, not a byte of IN.
  *
  * One more buffer, the DOORBELL, is shared by the coordinator, the owner and every peer:
  *   byte   0: counter            bumped and notified by a peer that rings its bell, and by the owner
@@ -134,6 +145,11 @@ export const DESC_NHANDLES_MASK = 0xffff;
 
 export const INVALID_HANDLE = 0;
 
+// ---- Pool segments -------------------------------------------------------------------------
+/** A pool segment covers whole granules of 1 << SEGMENT_SHIFT bytes of pool address space (larger ones: several). */
+export const SEGMENT_SHIFT = 16;
+export const SEGMENT_BYTES = 1 << SEGMENT_SHIFT;
+
 // ---- Limits of one message ---------------------------------------------------------------
 export const MAX_DESTINATIONS = 1024;
 export const MAX_HANDLES_PER_MESSAGE = 4096;
@@ -155,13 +171,14 @@ export function nextPow2(n: number): number {
 }
 
 /**
- * Bytes of a peer's OUT ring: room for several of the largest records, so that a sender
- * of large messages is not put to sleep after every one or two (untouched pages of the
- * ring cost nothing).
+ * Bytes of a peer's OUT ring: the smallest power of two whose largest record
+ * (ByteRingWriter.maxBody, half the ring) holds the largest send. It is reserved by
+ * every peer, idle or not, so it is no larger than that; a sender of the largest
+ * messages has one in the ring at a time, one of 64 KiB some thirty.
  */
 export function outRingBytes(maxMessageBytes: number): number {
   const largest = RECORD_HEADER_BYTES + 4 * (SEND_HEADER_WORDS + MAX_DESTINATIONS + MAX_HANDLES_PER_MESSAGE) + maxMessageBytes + 8;
-  return Math.max(1 << 16, nextPow2(4 * largest));
+  return Math.max(1 << 16, nextPow2(2 * largest));
 }
 
 /** Descriptor slots: every message the peer may hold, plus room for notifications (the rest overflow in the coordinator). */
@@ -169,7 +186,9 @@ export function descriptorSlots(maxMessages: number): number {
   return nextPow2(maxMessages + 1024);
 }
 
-export interface InLayout {
+export interface PeerLayout {
+  outOffset: number;
+  outRingBytes: number;
   verdictOffset: number;
   descriptorOffset: number;
   descriptorSlots: number;
@@ -178,12 +197,14 @@ export interface InLayout {
   totalBytes: number;
 }
 
-export function inLayout(descSlots: number, poolBytes: number): InLayout {
-  const verdictOffset = CONTROL_BYTES;
+/** The peer's buffer (drawn at the top). `poolBytes`: the first pool segment's (src/coordinator/pool.ts firstSegmentBytes). */
+export function peerLayout(ringBytes: number, descSlots: number, poolBytes: number): PeerLayout {
+  const outOffset = CONTROL_BYTES;
+  const verdictOffset = outOffset + RING_HEADER_BYTES + ringBytes;
   const descriptorOffset = verdictOffset + RING_HEADER_BYTES + VERDICT_SLOTS * VERDICT_SLOT_BYTES;
   const poolOffset = descriptorOffset + RING_HEADER_BYTES + descSlots * DESC_SLOT_BYTES;
   return {
-    verdictOffset, descriptorOffset, descriptorSlots: descSlots, poolOffset, poolBytes,
-    totalBytes: poolOffset + poolBytes,
+    outOffset, outRingBytes: ringBytes, verdictOffset, descriptorOffset, descriptorSlots: descSlots, poolOffset,
+    poolBytes, totalBytes: poolOffset + poolBytes,
   };
 }

@@ -236,10 +236,10 @@ export class Bus {
     const m = await this.#call<PeerCreated>({ op: 'createPeer', uid, limits, name }, 'createPeer');
     // Peers found gone: start a collection that frees their buffers, without which this
     // thread could keep them mapped for hours (src/memory-weight.ts).
-    if (this.#peers.add(m.inSab, m.descriptorOffset, m.outSab) > 0) weighForCollection(m.inSab);
+    if (this.#peers.add(m.inSab, m.descriptorOffset, m.outOffset) > 0) weighForCollection(m.inSab);
     const ticket = Object.defineProperties({
-      kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, outSab: m.outSab, inSab: m.inSab,
-      doorbell: this.#doorbellSab!, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
+      kind: 'threadbus.ticket', peerId: m.peerId, uid: m.uid, limits: m.limits, inSab: m.inSab,
+      doorbell: this.#doorbellSab!, outOffset: m.outOffset, outRingBytes: m.outRingBytes, verdictOffset: m.verdictOffset,
       descriptorOffset: m.descriptorOffset, descriptorSlots: m.descriptorSlots, maxMessageBytes: m.maxMessageBytes,
       busThread: this.#busThread,
     }, LENT_PORT) as PeerTicket;

@@ -1,7 +1,7 @@
 /*
  * The weight of a peer's shared memory in the owner thread's garbage collector.
  *
- * A peer's two SharedArrayBuffers are freed only when every thread that saw them has
+ * A peer's SharedArrayBuffers are freed only when every thread that saw them has
  * collected its last reference to them. The owner thread holds such references through
  * the tickets it mints (and its peer registry, src/peer-registry.ts) and keeps them
  * after the peer is gone until the ticket is garbage and a full collection runs. But V8

@@ -25,7 +25,7 @@ import {
 interface PeerBuffers {
   inSab: SharedArrayBuffer;
   descriptorOffset: number;
-  outSab: SharedArrayBuffer;
+  outOffset: number;
 }
 
 const ctlOf = (p: PeerBuffers) => new Int32Array(p.inSab, 0, 64);
@@ -35,8 +35,8 @@ export class PeerRegistry {
   #pruneAt = 16;
 
   /** Remember a new peer; returns how many peers that are gone this call dropped from the list. */
-  add(inSab: SharedArrayBuffer, descriptorOffset: number, outSab: SharedArrayBuffer): number {
-    this.#peers.push({ inSab, descriptorOffset, outSab });
+  add(inSab: SharedArrayBuffer, descriptorOffset: number, outOffset: number): number {
+    this.#peers.push({ inSab, descriptorOffset, outOffset });
     if (this.#peers.length < this.#pruneAt) return 0;
     const before = this.#peers.length;
     this.#peers = this.#peers.filter((p) => Atomics.load(ctlOf(p), CTL_STATE) === STATE_OPEN);
@@ -51,7 +51,7 @@ export class PeerRegistry {
       if (Atomics.compareExchange(ctl, CTL_STATE, STATE_OPEN, STATE_BUS_CLOSED) !== STATE_OPEN) continue;
       Atomics.notify(ctl, CTL_ACKED);
       Atomics.notify(new Int32Array(p.inSab, p.descriptorOffset, RING_HEADER_BYTES / 4), RING_HEAD);
-      Atomics.notify(new Int32Array(p.outSab, 0, RING_HEADER_BYTES / 4), RING_TAIL);
+      Atomics.notify(new Int32Array(p.inSab, p.outOffset, RING_HEADER_BYTES / 4), RING_TAIL);
     }
     this.#peers = [];
   }

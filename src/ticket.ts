@@ -1,7 +1,7 @@
 /*
  * PeerTicket: what the owner hands to the thread that will open a peer.
  *
- * A ticket is plain, structured-cloneable data: the peer's two SharedArrayBuffers, the
+ * A ticket is plain, structured-cloneable data: the peer's SharedArrayBuffer, the
  * doorbell, the sizes needed to map them, the coordinator's threadId, and a MessagePort
  * whose other end the coordinator holds, so that it sees a thread die that received the
  * ticket but never opened it. Post it with its own transfer list:
@@ -18,7 +18,7 @@
 
 import { MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BusError } from './errors.js';
-import { CONTROL_BYTES, RING_HEADER_BYTES, inLayout } from '../shared/layout.js';
+import { peerLayout } from '../shared/layout.js';
 import type { Limits } from './coordinator/ledger.js';
 
 export interface PeerTicket {
@@ -26,9 +26,10 @@ export interface PeerTicket {
   readonly peerId: number;
   readonly uid: number;
   readonly limits: Limits;
-  readonly outSab: SharedArrayBuffer;
+  /** The peer's one buffer: its OUT ring at outOffset, and IN (shared/layout.ts). */
   readonly inSab: SharedArrayBuffer;
   readonly doorbell: SharedArrayBuffer;
+  readonly outOffset: number;
   readonly outRingBytes: number;
   readonly verdictOffset: number;
   readonly descriptorOffset: number;
@@ -67,13 +68,14 @@ export function checkTicket(t: unknown, what: string): asserts t is PeerTicket {
   const x = t as PeerTicket;
   const bad = (why: string) => new BusError('EINVAL', `${what}: expected a PeerTicket from bus.createPeer() (${why})`);
   if (typeof x !== 'object' || x === null || x.kind !== 'threadbus.ticket') throw bad('not a ticket');
-  if (!(x.inSab instanceof SharedArrayBuffer) || !(x.outSab instanceof SharedArrayBuffer)
+  if (!(x.inSab instanceof SharedArrayBuffer)
     || !(x.doorbell instanceof SharedArrayBuffer) || x.doorbell.byteLength < 4) throw bad('its buffers are missing');
   if (!Number.isSafeInteger(x.peerId) || x.peerId <= 0 || !Number.isSafeInteger(x.uid) || x.uid < 0) throw bad('bad ids');
-  if (!isPow2(x.outRingBytes) || x.outSab.byteLength !== RING_HEADER_BYTES + x.outRingBytes) throw bad('bad OUT ring size');
-  if (!isPow2(x.descriptorSlots) || x.verdictOffset !== CONTROL_BYTES) throw bad('bad IN layout');
-  const layout = inLayout(x.descriptorSlots, 0);
-  if (x.descriptorOffset !== layout.descriptorOffset || x.inSab.byteLength < layout.poolOffset) throw bad('bad IN layout');
+  if (!isPow2(x.outRingBytes)) throw bad('bad OUT ring size');
+  if (!isPow2(x.descriptorSlots)) throw bad('bad layout');
+  const layout = peerLayout(x.outRingBytes, x.descriptorSlots, 0);
+  if (x.outOffset !== layout.outOffset || x.verdictOffset !== layout.verdictOffset
+    || x.descriptorOffset !== layout.descriptorOffset || x.inSab.byteLength < layout.poolOffset) throw bad('bad layout');
   if (!Number.isSafeInteger(x.maxMessageBytes) || x.maxMessageBytes < 0) throw bad('bad maxMessageBytes');
   if (!Number.isSafeInteger(x.busThread) || x.busThread <= 0) throw bad('bad busThread');
   const port = heldPort(x);

@@ -20,7 +20,7 @@ import { coordinatorWorkerOf } from '../src/bus.js';
 import {
   OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_RELEASE_SLICES, OP_DESTROY_NODES, OP_QUERY, OP_MAX,
   RING_CONSUMER_SLEEPING, RING_HEADER_BYTES, STATE_OPEN, STATE_DISCONNECTED, REASON_PROTOCOL,
-  KIND_DATA, KIND_NODE_DESTROY, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, inLayout,
+  KIND_DATA, KIND_NODE_DESTROY, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, peerLayout,
 } from '../shared/layout.js';
 import { TestBus, within, type RemotePeer, type MessageSummary } from './helpers/remote-peer.js';
 import { HostileWorker, settle, until, sleep, type HostileTicket, type Outcome } from './fixtures/hostile-driver.js';
@@ -67,8 +67,7 @@ class Arena {
   nextUid = 1000;
   /** Hostiles not yet retired (retired ones are dropped, so that their buffers can be collected). */
   hostiles: Hostile[] = [];
-  gIn!: Uint8Array;
-  gOut!: Uint8Array;
+  gBytes!: Uint8Array;
   gUsage!: unknown;
 
   constructor(
@@ -95,17 +94,18 @@ class Arena {
     const a = new Arena(tb, p1, p2, g, h12, hw);
     const gv = new Int32Array(g.ticket.inSab, g.ticket.descriptorOffset, 16);
     await until(() => Atomics.load(gv, 0) === 1, WAIT, 'sentinel message published');
-    a.gIn = new Uint8Array(g.ticket.inSab).slice();
-    a.gOut = a.sentinelOut();
+    a.gBytes = a.sentinelBytes();
     a.gUsage = await tb.bus.usage(30);
     return a;
   }
 
-  /** G's OUT buffer, without the coordinator's own sleeping flag (it flips whenever the coordinator naps). */
-  sentinelOut(): Uint8Array {
-    const out = new Uint8Array(this.g.ticket.outSab).slice();
-    out.fill(0, RING_CONSUMER_SLEEPING * 4, RING_CONSUMER_SLEEPING * 4 + 4);
-    return out;
+  /** G's buffer (OUT and IN), without the coordinator's own sleeping flag in its OUT ring header (it flips whenever the coordinator naps). */
+  sentinelBytes(): Uint8Array {
+    const t = this.g.ticket;
+    const all = new Uint8Array(t.inSab).slice();
+    const flag = t.outOffset + RING_CONSUMER_SLEEPING * 4;
+    all.fill(0, flag, flag + 4);
+    return all;
   }
 
   /** A fresh hostile identity (its own uid) owning one node, handed to the hostile thread. */
@@ -134,11 +134,8 @@ class Arena {
   }
 
   checkSentinel(label: string): void {
-    const now = new Uint8Array(this.g.ticket.inSab);
-    const diff = firstDiff(this.gIn, now);
-    this.t.is(diff, -1, `${label}: sentinel IN buffer unchanged (first difference at byte ${diff})`);
-    const outDiff = firstDiff(this.gOut, this.sentinelOut());
-    this.t.is(outDiff, -1, `${label}: sentinel OUT buffer unchanged (first difference at byte ${outDiff})`);
+    const diff = firstDiff(this.gBytes, this.sentinelBytes());
+    this.t.is(diff, -1, `${label}: sentinel buffer (OUT and IN) unchanged (first difference at byte ${diff})`);
   }
 
   /** Cut the hostile off if it still stands (its thread "goes away"), then its uid must be whole again. */
@@ -179,7 +176,7 @@ function firstDiff(a: Uint8Array, b: Uint8Array): number {
 }
 
 function poolOffset(x: Hostile): number {
-  return inLayout(x.h.ticket.descriptorSlots, 0).poolOffset;
+  return peerLayout(x.h.ticket.outRingBytes, x.h.ticket.descriptorSlots, 0).poolOffset;
 }
 
 const verdictOf = (o: Outcome, req: number): Verdict | undefined => o.verdicts.find((v) => v.req === req);
@@ -233,7 +230,7 @@ test.serial('control: well-framed raw records from the hostile thread are served
   t.is(d.destination, x.own);
   t.is(d.senderUid, x.uid);
   t.is(Buffer.from(x.h.view.payload(d)).toString(), 'hello');
-  t.true(d.offset >= poolOffset(x), 'the slice is in the pool');
+  t.true(poolOffset(x) + d.offset + d.bytes <= x.h.ticket.inSab.byteLength, 'the slice is in the pool\'s first segment (the tail of IN)');
 
   // Receive it (move the descriptor tail), then give the slice back: the quota shows both steps.
   await x.h.setDescTail(1);
@@ -439,13 +436,17 @@ test.serial('OP_RELEASE_SLICE outside the pool, off a slice start, of a queued s
     return d.offset;
   };
   const cases: Array<[string, (x: Hostile) => Promise<number[]>]> = [
-    ['offset 0', async () => [0]],
-    ['offset in the verdict ring', async (x) => [x.h.ticket.verdictOffset + 256]],
-    ['offset just before the pool', async (x) => [poolOffset(x) - 64]],
-    ['offset at the end of the buffer', async (x) => [x.h.ticket.inSab.byteLength]],
+    // A release names a pool address (src/coordinator/pool.ts), not a byte of the buffer.
+    ['pool address 0, never used', async () => [0]],
+    ['a slot of the first segment, never used', async () => [64 * 5]],
+    ['the first slot of a class never used (its segment was never made)', async () => [1 << 16]],
+    ['an address in the gap after the first class', async () => [64 * HOSTILE_LIMITS.messages + 64]],
+    ['an address past the pool', async () => [1 << 30]],
     ['offset 0xffffffff', async () => [0xffffffff]],
     ['offset 0xfffffff8', async () => [0xfffffff8]],
-    ['pool start, never used', async (x) => [poolOffset(x) + 64 * 5]],
+    ['the buffer offset of a received slice instead of its pool address', async (x) => {
+      const off = await deliver(x); await x.h.setDescTail(1); return [poolOffset(x) + off];
+    }],
     ['inside a received slice', async (x) => { const off = await deliver(x); await x.h.setDescTail(1); return [off + 8]; }],
     ['a queued, never-received slice', async (x) => [await deliver(x)]],
     ['a slice released twice', async (x) => { const off = await deliver(x); await x.h.setDescTail(1); return [off, off]; }],
@@ -707,7 +708,7 @@ test.serial('storm: requests at full speed while random words land in every word
 
 /** Fraction of samples in which the coordinator had announced that it sleeps (G's OUT flag). */
 async function idleFraction(a: Arena, ms: number): Promise<number> {
-  const flag = new Int32Array(a.g.ticket.outSab, 0, RING_HEADER_BYTES / 4);
+  const flag = new Int32Array(a.g.ticket.inSab, a.g.ticket.outOffset, RING_HEADER_BYTES / 4);
   let on = 0;
   let n = 0;
   const end = performance.now() + ms;

@@ -25,11 +25,11 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import {
-  MAX_HANDLES_PER_MESSAGE, messageBytes, outRingBytes, descriptorSlots, inLayout, RING_HEADER_BYTES,
+  MAX_HANDLES_PER_MESSAGE, messageBytes, outRingBytes, descriptorSlots, peerLayout,
 } from '../../shared/layout.js';
 import { BusError } from '../errors.js';
 import { Ledger, type Limits } from './ledger.js';
-import { Pool, MAX_SLOTS_PER_CLASS } from './pool.js';
+import { Pool, MAX_SLOTS_PER_CLASS, firstSegmentBytes } from './pool.js';
 import { PeerState } from './peer-state.js';
 import { Waiters } from './waiters.js';
 import { collectStats } from './stats.js';
@@ -43,6 +43,7 @@ import { Handles } from './handles.js';
 import { Transactions } from './transactions.js';
 import { Disconnects } from './disconnect.js';
 import { Dispatcher } from './dispatch.js';
+import { SegmentMail } from './segment-mail.js';
 
 export type { CoordinatorConfig };
 export { BATCH_RECORDS } from './dispatch.js';
@@ -51,8 +52,9 @@ export { BATCH_RECORDS } from './dispatch.js';
 export interface PeerCreated {
   peerId: number;
   uid: number;
-  outSab: SharedArrayBuffer;
+  /** The peer's one buffer (shared/layout.ts): its OUT ring at outOffset, then IN. */
   inSab: SharedArrayBuffer;
+  outOffset: number;
   outRingBytes: number;
   verdictOffset: number;
   descriptorOffset: number;
@@ -61,8 +63,8 @@ export interface PeerCreated {
   limits: Limits;
 }
 
-/** Largest IN buffer: its offsets are handled as 32-bit signed integers. */
-const MAX_IN_BYTES = 2 ** 31 - 1;
+/** Largest pool address space: pool addresses are handled as 32-bit signed integers. */
+const MAX_POOL_BYTES = 2 ** 31 - 1;
 
 export class Coordinator {
   readonly #core: CoordinatorCore;
@@ -71,6 +73,7 @@ export class Coordinator {
   readonly #descriptors: Descriptors;
   readonly #handles: Handles;
   readonly #disc: Disconnects;
+  readonly #mail = new SegmentMail();
   readonly #dispatcher: Dispatcher;
   readonly doorbell: SharedArrayBuffer;
   readonly doorbellI32: Int32Array;
@@ -88,7 +91,7 @@ export class Coordinator {
     const descriptors = this.#descriptors = new Descriptors(core, receipts, bells);
     const handles = this.#handles = new Handles(core, receipts, descriptors);
     const tx = new Transactions(core, receipts, descriptors, handles, verdicts);
-    const disc = this.#disc = new Disconnects(core, bells, handles);
+    const disc = this.#disc = new Disconnects(core, bells, handles, this.#mail);
     this.#dispatcher = new Dispatcher(core, receipts, verdicts, tx, handles, disc);
     this.doorbell = bells.doorbell;
     this.doorbellI32 = bells.doorbellI32;
@@ -116,30 +119,31 @@ export class Coordinator {
       throw new BusError('EINVAL', `createPeer: a peer may hold at most ${MAX_SLOTS_PER_CLASS} messages (asked ${limits.messages})`);
     }
     const largest = Math.min(limits.bytes, messageBytes(core.config.maxMessageBytes, MAX_HANDLES_PER_MESSAGE));
-    const poolBytes = Pool.bytesFor(limits.messages, limits.bytes, largest);
-    const slots = descriptorSlots(limits.messages);
-    const layout = inLayout(slots, poolBytes);
-    if (layout.totalBytes > MAX_IN_BYTES) {
+    const pool = new Pool(limits.messages, limits.bytes, largest);
+    if (pool.totalBytes > MAX_POOL_BYTES) {
       throw new BusError('EINVAL', `createPeer: with limits ${JSON.stringify(limits)} and messages of up to `
-        + `${core.config.maxMessageBytes} bytes, this peer's receive pool would need ${layout.totalBytes} bytes of `
-        + `address space, more than ${MAX_IN_BYTES}; lower its bytes or messages limit, or the bus's maxMessageBytes`);
+        + `${core.config.maxMessageBytes} bytes, this peer's receive pool would need ${pool.totalBytes} bytes of `
+        + `address space, more than ${MAX_POOL_BYTES}; lower its bytes or messages limit, or the bus's maxMessageBytes`);
     }
+    const slots = descriptorSlots(limits.messages);
     const ringBytes = outRingBytes(core.config.maxMessageBytes);
-    const outSab = new SharedArrayBuffer(RING_HEADER_BYTES + ringBytes);
+    // One buffer holds the rings and the pool's first segment; the rest of the pool is made on demand.
+    const layout = peerLayout(ringBytes, slots, firstSegmentBytes(limits.messages));
     const inSab = new SharedArrayBuffer(layout.totalBytes);
     const peer = new PeerState({
-      id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), outSab, inSab,
-      outRingBytes: ringBytes, verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset,
-      descriptorSlots: slots, pool: new Pool(layout.poolOffset, limits.messages, limits.bytes, largest),
+      id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), inSab,
+      outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
+      descriptorOffset: layout.descriptorOffset, descriptorSlots: slots, pool, poolOffset: layout.poolOffset,
     });
     core.peers.push(peer);
     core.byId.set(peer.id, peer);
     if (name !== undefined) core.names.set(peer.id, name);
     user.peers.add(peer);
+    peer.mail = this.#mail;
     this.#bells.assignBell(peer);
     return {
-      peerId: peer.id, uid, outSab, inSab, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
-      descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
+      peerId: peer.id, uid, inSab, outOffset: layout.outOffset, outRingBytes: ringBytes,
+      verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
       maxMessageBytes: core.config.maxMessageBytes, limits,
     };
   }
@@ -215,6 +219,7 @@ export class Coordinator {
 
   /** Bells.sweep: poll the unpolled peers whose rings hold records (all within SWEEP_PERIOD_MS). */
   sweep(): void {
+    this.#mail.flushPending();
     this.#bells.sweep();
   }
 

@@ -26,12 +26,15 @@ import type { PeerState } from './peer-state.js';
 import type { CoordinatorCore } from './core.js';
 import type { Bells } from './bells.js';
 import type { Handles } from './handles.js';
+import type { SegmentMail } from './segment-mail.js';
 
 export class Disconnects {
   /** The live death watches: one per thread that opened peers, and the ports of tickets not yet opened (closed at bus.close()). */
   readonly #watches = new Set<MessagePort>();
 
-  constructor(readonly core: CoordinatorCore, readonly bells: Bells, readonly handles: Handles) {}
+  constructor(
+    readonly core: CoordinatorCore, readonly bells: Bells, readonly handles: Handles, readonly mail: SegmentMail,
+  ) {}
 
   /** Keep thread `source`'s watch; when it closes, cut off that thread's peers, then call `died`. */
   watchThread(source: number, port: MessagePort, died: () => void): void {
@@ -42,9 +45,12 @@ export class Disconnects {
     this.#watches.add(port);
     port.on('close', () => {
       this.#watches.delete(port);
+      this.mail.threadGone(source, port);
       this.threadDied(source);
       died();
     });
+    // The thread's peers' pool segments travel on this port too (segment-mail.ts).
+    this.mail.threadKnown(source, port);
     // It only watches; it must not keep this thread alive.
     port.unref();
   }
@@ -129,6 +135,7 @@ export class Disconnects {
     const at = core.peers.indexOf(peer);
     if (at >= 0) core.peers.splice(at, 1);
     core.byId.delete(peer.id);
+    this.mail.forget(peer);
     peer.shutDown(state, reason);
     core.publishDirty();
   }
@@ -154,6 +161,7 @@ export class Disconnects {
     // The watches close too, so every peer thread learns that this bus is gone.
     for (const port of this.#watches) port.close();
     this.#watches.clear();
+    this.mail.clear();
     core.peers.length = 0;
     core.byId.clear();
     core.closed = true;

@@ -8,6 +8,8 @@
  *   - IN is written here (control words, verdicts, descriptors, pool slices). The peer
  *     writes back only ring tails, its sleeping flags, and the kind word of a node-release
  *     it claims; every one of those is validated before use (syncConsumed).
+ *   - Pool segments beyond the first (src/coordinator/pool.ts) are written here only, and
+ *     posted to this peer alone (handOver, segment-mail.ts), so no other peer ever maps them.
  *
  * The queue: every descriptor published (or held back in `overflow` while the ring is
  * full) has an entry in the private FIFO below, indexed by descriptor position, with
@@ -23,7 +25,8 @@ import {
 } from '../../shared/layout.js';
 import { ByteRingReader, SlotRingWriter } from '../../shared/ring.js';
 import type { Ledger } from './ledger.js';
-import { Pool } from './pool.js';
+import type { Pool, SegmentSink } from './pool.js';
+import type { SegmentMail } from './segment-mail.js';
 import type { BusNode as NodeOf, Handle as HandleOf } from './nodes.js';
 import type { UserState as UserOf } from './users.js';
 import { Counters, countReceived } from './stats.js';
@@ -55,22 +58,24 @@ const FIFO_INITIAL = 64;
 const NO_UIDS = new Float64Array(0);
 const NO_WORDS = new Int32Array(0);
 
-export class PeerState {
+export class PeerState implements SegmentSink {
   readonly id: number;
   readonly uid: number;
   readonly user: UserState;
   readonly ledger: Ledger;
-  readonly outSab: SharedArrayBuffer;
   readonly inSab: SharedArrayBuffer;
   readonly out: ByteRingReader;
   readonly desc: SlotRingWriter;
   readonly verdicts: SlotRingWriter;
   readonly ctl: Int32Array;
-  /** Buffer views for large copies (Buffer.copy is a memmove with no view per message). */
-  readonly inBuf: Buffer;
+  /** A Buffer view for large copies out of OUT (Buffer.copy is a memmove with no view per message). */
   readonly outBuf: Buffer;
   readonly inI32: Int32Array;
   readonly pool: Pool;
+  /** Where new pool segments go (set by the coordinator at createPeer). */
+  mail: SegmentMail | null = null;
+  /** Segments waiting for this peer's thread to be known (segment-mail.ts). */
+  segmentsWaiting: Array<number | SharedArrayBuffer> | null = null;
 
   readonly stats = new Counters();
   readonly handles = new Map<number, Handle>();
@@ -119,26 +124,30 @@ export class PeerState {
   readonly overflow: PendingDescriptor[] = [];
 
   constructor(args: {
-    id: number; uid: number; user: UserState; ledger: Ledger; outSab: SharedArrayBuffer; inSab: SharedArrayBuffer;
-    outRingBytes: number; verdictOffset: number; descriptorOffset: number; descriptorSlots: number;
-    pool: Pool;
+    id: number; uid: number; user: UserState; ledger: Ledger; inSab: SharedArrayBuffer;
+    outOffset: number; outRingBytes: number; verdictOffset: number; descriptorOffset: number; descriptorSlots: number;
+    pool: Pool; poolOffset: number;
   }) {
     this.id = args.id;
     this.uid = args.uid;
     this.user = args.user;
     this.ledger = args.ledger;
-    this.outSab = args.outSab;
     this.inSab = args.inSab;
-    this.out = new ByteRingReader(args.outSab, 0, args.outRingBytes);
+    this.out = new ByteRingReader(args.inSab, args.outOffset, args.outRingBytes);
     this.verdicts = new SlotRingWriter(args.inSab, args.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
     this.desc = new SlotRingWriter(args.inSab, args.descriptorOffset, args.descriptorSlots, DESC_SLOT_BYTES);
     this.ctl = new Int32Array(args.inSab, 0, 64);
-    this.inBuf = Buffer.from(args.inSab);
-    this.outBuf = Buffer.from(args.outSab, RING_HEADER_BYTES, args.outRingBytes);
+    this.outBuf = Buffer.from(args.inSab, args.outOffset + RING_HEADER_BYTES, args.outRingBytes);
     this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
     this.pool = args.pool;
+    args.pool.attach(args.inSab, this.inI32, args.poolOffset, this);
     const slots = args.descriptorSlots;
     this.fifoMax = slots;
+  }
+
+  /** SegmentSink: a new pool segment goes to this peer, through its thread's watch (segment-mail.ts). */
+  handOver(address: number, sab: SharedArrayBuffer): void {
+    this.mail!.send(this, address, sab);
   }
 
   /** Int32 index into inI32 of the descriptor at free-running position `pos`. */

@@ -1,10 +1,10 @@
 /*
  * A peer's receive pool: the slice allocator (bus1 util/pool.c). Coordinator thread only.
  *
- * The pool is the tail of the peer's IN buffer. The coordinator copies a payload into a
- * slice, publishes a descriptor naming its offset, and the peer reads it in place until
- * it releases the slice. Only the coordinator allocates and frees; the peer never writes
- * the allocator's state, which lives here, in this thread's private memory.
+ * The coordinator copies a payload into a slice, publishes a descriptor naming the
+ * slice's pool ADDRESS, and the peer reads it in place until it releases the slice. Only
+ * the coordinator allocates and frees; the peer never writes the allocator's state,
+ * which lives here, in this thread's private memory.
  *
  * The promise this allocator keeps: a send that passed accounting never fails for lack
  * of pool space. A first-fit allocator cannot promise that (one pinned slice per region
@@ -14,12 +14,28 @@
  *   class 0 holds every charge up to SLICE_MIN_BYTES and needs `messages` slots;
  *   class k > 0 holds charges in (size(k-1), size(k)], each at least size(k-1) + 8, so
  *   it never needs more than min(messages, floor(bytes / (size(k-1) + 8))) slots.
- * Whatever mix of sizes accounting lets in, every class has a free slot. The price is
- * address space, not memory: SharedArrayBuffer pages are only backed once touched.
+ * Whatever mix of sizes accounting lets in, every class has a free slot.
+ *
+ * Segments: those slots are an address space, not memory. Each class is cut into
+ * SEGMENT_BYTES windows (one slot per window for classes larger than that), aligned to
+ * their size, and a window gets memory (a SharedArrayBuffer of its own, a SEGMENT) only
+ * when its first slot is first used. The segment is posted to the peer, through the
+ * SegmentSink, before any descriptor names it (the peer takes it with
+ * receiveMessageOnPort when it meets an address it has not mapped: src/peer/inbox.ts).
+ * The first window of class 0 is the tail of the peer's IN buffer, so a fresh peer owns
+ * one buffer for its rings and first small messages, and nothing else.
+ *
+ * Segments are kept once made, never dropped: a peer's segments never exceed the
+ * address space above, which its limits bound (a hostile sender cannot grow it past
+ * that), a receiver's zero-copy views stay valid without tracking which segment each
+ * names, and a steady stream reuses them with no allocation or hand-over. Pages of a
+ * segment that are never written cost no RSS.
  *
  * Slot states: FREE -> QUEUED (descriptor published) -> RECEIVED (peer consumed the
  * descriptor) -> FREE (released, or dropped at disconnect).
  */
+
+import { SEGMENT_BYTES } from '../../shared/layout.js';
 
 export const SLICE_MIN_BYTES = 64;
 
@@ -33,50 +49,118 @@ const SLOT_INDEX_MASK = (1 << SLOT_CLASS_SHIFT) - 1;
 /** Most slots one class can have (bounds the messages limit of a peer). */
 export const MAX_SLOTS_PER_CLASS = 1 << SLOT_CLASS_SHIFT;
 const INITIAL_CLASS_CAPACITY = 64;
-/** What a class has before its first allocation: shared by every class of every pool, never written. */
-const NO_STATES = new Uint8Array(0);
-const NO_CHARGES = new Int32Array(0);
-const NO_FREE: readonly number[] = Object.freeze([]);
+/** Geometries kept for reuse (peers mostly share their limits); past this many, new ones are not kept. */
+const GEOMETRY_CACHE_MAX = 64;
 
-export class Pool {
-  /** Absolute byte offset of the pool in the IN buffer. */
-  readonly base: number;
+/** Where a segment's bytes are in this thread: pool address `a` is byte `a + delta` of `buf` (and of `i32`). */
+export interface PoolSegment {
+  readonly buf: Buffer;
+  readonly i32: Int32Array;
+  readonly delta: number;
+}
+
+/** Who gets a new segment: the pool's peer, before any descriptor names it. */
+export interface SegmentSink {
+  handOver(address: number, sab: SharedArrayBuffer): void;
+}
+
+/** Bytes of the first segment (the tail of the IN buffer) for a peer that may hold `maxMessages`. */
+export function firstSegmentBytes(maxMessages: number): number {
+  return Math.min(SEGMENT_BYTES, maxMessages * SLICE_MIN_BYTES);
+}
+
+/**
+ * The classes of a pool for one set of limits: immutable, and shared by every pool with
+ * those limits, so that an idle peer's pool is one small object.
+ */
+class Geometry {
+  /** Bytes of pool address space (never all backed: see Segments above). */
   readonly totalBytes: number;
-  private readonly classBase: number[] = [];   // byte offset of class k, relative to base
-  private readonly classSlots: number[] = [];
-  // Per class: slots never used yet are handed out in order (fresh[k] counts them),
-  // freed slots go on a stack, and the per-slot state and charge arrays grow with
-  // fresh[k] (an unused class shares frozen empty ones with every other); so an idle
-  // peer costs almost no memory here, whatever its limits.
-  private readonly fresh: number[] = [];
-  private readonly freeStacks: number[][] = [];
-  private readonly states: Uint8Array[] = [];
-  private readonly charges: Int32Array[] = [];
+  readonly classBase: readonly number[];   // pool address of class k (aligned to its segments)
+  readonly classSlots: readonly number[];
+  /** Per class: log2 of the slots in one segment (every segment but a class's last is full). */
+  readonly segSlotShift: readonly number[];
 
-  constructor(base: number, maxMessages: number, maxBytes: number, largestCharge: number) {
-    if (maxMessages > MAX_SLOTS_PER_CLASS) throw new RangeError(`at most ${MAX_SLOTS_PER_CLASS} messages per peer`);
-    this.base = base;
+  constructor(maxMessages: number, maxBytes: number, largestCharge: number) {
+    const classBase: number[] = [];
+    const classSlots: number[] = [];
+    const segSlotShift: number[] = [];
     let offset = 0;
     for (let k = 0; ; k++) {
       const size = SLICE_MIN_BYTES << k;
       const slots = k === 0
         ? maxMessages
         : Math.min(maxMessages, Math.floor(maxBytes / ((SLICE_MIN_BYTES << (k - 1)) + 8)));
-      this.classBase.push(offset);
-      this.classSlots.push(slots);
-      this.fresh.push(0);
-      this.freeStacks.push(NO_FREE as number[]);
-      this.states.push(NO_STATES);
-      this.charges.push(NO_CHARGES);
+      const segBytes = Math.max(SEGMENT_BYTES, size);
+      // Aligned to its segment size, so that a segment never shares a SEGMENT_BYTES granule with another (the peer maps by granule).
+      offset = Math.ceil(offset / segBytes) * segBytes;
+      classBase.push(offset);
+      classSlots.push(slots);
+      segSlotShift.push(Math.log2(segBytes / size));
       offset += slots * size;
       if (size >= largestCharge || slots === 0) break;
     }
+    this.classBase = classBase;
+    this.classSlots = classSlots;
+    this.segSlotShift = segSlotShift;
     this.totalBytes = offset;
   }
 
-  /** Bytes of pool needed for the given limits (to size the IN buffer before building the Pool). */
-  static bytesFor(maxMessages: number, maxBytes: number, largestCharge: number): number {
-    return new Pool(0, maxMessages, maxBytes, largestCharge).totalBytes;
+  static readonly #cache = new Map<string, Geometry>();
+
+  static of(maxMessages: number, maxBytes: number, largestCharge: number): Geometry {
+    const key = `${maxMessages}/${maxBytes}/${largestCharge}`;
+    let g = Geometry.#cache.get(key);
+    if (g === undefined) {
+      g = new Geometry(maxMessages, maxBytes, largestCharge);
+      if (Geometry.#cache.size < GEOMETRY_CACHE_MAX) Geometry.#cache.set(key, g);
+    }
+    return g;
+  }
+}
+
+/**
+ * One class's allocation state, made at its first allocation: slots never used yet are
+ * handed out in order (`fresh` counts them), freed slots go on a stack, and the per-slot
+ * state and charge arrays grow with `fresh`.
+ */
+class ClassState {
+  fresh = 0;
+  readonly free: number[] = [];
+  states = new Uint8Array(0);
+  charges = new Int32Array(0);
+  /** By window: the segments made so far (fresh slots are used in order, so they fill from 0). */
+  readonly segments: PoolSegment[] = [];
+}
+
+export class Pool {
+  readonly #g: Geometry;
+  /** Per class, made at its first allocation (null: none yet), so that an idle peer's pool costs almost nothing. */
+  #classes: Array<ClassState | undefined> | null = null;
+  private inSab: SharedArrayBuffer | null = null;
+  private inI32: Int32Array | null = null;
+  private inOffset = 0;
+  private sink: SegmentSink | null = null;
+
+  constructor(maxMessages: number, maxBytes: number, largestCharge: number) {
+    if (maxMessages > MAX_SLOTS_PER_CLASS) throw new RangeError(`at most ${MAX_SLOTS_PER_CLASS} messages per peer`);
+    this.#g = Geometry.of(maxMessages, maxBytes, largestCharge);
+  }
+
+  /** Bytes of pool address space (never all backed: see Segments above). */
+  get totalBytes(): number {
+    return this.#g.totalBytes;
+  }
+
+  /**
+   * Bind the pool to its peer: the first segment is `firstSegmentBytes(maxMessages)` bytes
+   * of `inSab` from `inOffset`; later segments go to `sink`.
+   */
+  attach(inSab: SharedArrayBuffer, inI32: Int32Array, inOffset: number, sink: SegmentSink): void {
+    this.inSab = inSab;
+    this.inI32 = inI32;
+    this.inOffset = inOffset;
+    this.sink = sink;
   }
 
   private classOf(charge: number): number {
@@ -87,90 +171,123 @@ export class Pool {
   /** A free slot for `charge` bytes, now QUEUED, or -1 (which accounting must make impossible). */
   alloc(charge: number): number {
     const k = this.classOf(charge);
-    if (k >= this.freeStacks.length) return -1;
-    const stack = this.freeStacks[k];
+    const g = this.#g;
+    if (k >= g.classSlots.length) return -1;
+    const c = this.#classes?.[k] ?? this.openClass(k);
     let i: number;
-    if (stack.length > 0) {
-      i = stack.pop()!;
-    } else if (this.fresh[k] < this.classSlots[k]) {
-      i = this.fresh[k]++;
-      if (i >= this.states[k].length) this.grow(k);
+    if (c.free.length > 0) {
+      i = c.free.pop()!;
+    } else if (c.fresh < g.classSlots[k]) {
+      i = c.fresh++;
+      if (i >= c.states.length) this.grow(c, k);
+      if ((i & ((1 << g.segSlotShift[k]) - 1)) === 0) this.addSegment(c, k, i >>> g.segSlotShift[k]);
     } else {
       return -1;
     }
-    this.states[k][i] = SLOT_QUEUED;
-    this.charges[k][i] = charge;
+    c.states[i] = SLOT_QUEUED;
+    c.charges[i] = charge;
     return (k << SLOT_CLASS_SHIFT) | i;
   }
 
-  private grow(k: number): void {
-    if (this.freeStacks[k] === NO_FREE) this.freeStacks[k] = [];
-    const n = Math.min(this.classSlots[k], Math.max(INITIAL_CLASS_CAPACITY, this.states[k].length * 2));
+  private openClass(k: number): ClassState {
+    const classes = this.#classes ??= new Array<ClassState | undefined>(this.#g.classSlots.length).fill(undefined);
+    return classes[k] = new ClassState();
+  }
+
+  private grow(c: ClassState, k: number): void {
+    const n = Math.min(this.#g.classSlots[k], Math.max(INITIAL_CLASS_CAPACITY, c.states.length * 2));
     const st = new Uint8Array(n);
-    st.set(this.states[k]);
+    st.set(c.states);
     const ch = new Int32Array(n);
-    ch.set(this.charges[k]);
-    this.states[k] = st;
-    this.charges[k] = ch;
+    ch.set(c.charges);
+    c.states = st;
+    c.charges = ch;
+  }
+
+  /** Give window `w` of class k memory, and hand it to the peer (before any descriptor can name it). */
+  private addSegment(c: ClassState, k: number, w: number): void {
+    const g = this.#g;
+    const size = SLICE_MIN_BYTES << k;
+    const first = w << g.segSlotShift[k];
+    const bytes = Math.min(1 << g.segSlotShift[k], g.classSlots[k] - first) * size;
+    const address = g.classBase[k] + first * size;
+    let seg: PoolSegment;
+    if (address === 0) {
+      if (this.inSab === null) throw new Error('internal: pool used before attach()');
+      seg = { buf: Buffer.from(this.inSab), i32: this.inI32!, delta: this.inOffset };
+    } else {
+      const sab = new SharedArrayBuffer(bytes);
+      seg = { buf: Buffer.from(sab), i32: new Int32Array(sab), delta: -address };
+      this.sink!.handOver(address, sab);
+    }
+    c.segments.push(seg);
+  }
+
+  /** The segment holding a slot (an existing object: nothing is allocated). */
+  segmentOf(slot: number): PoolSegment {
+    const k = slot >>> SLOT_CLASS_SHIFT;
+    return this.#classes![k]!.segments[(slot & SLOT_INDEX_MASK) >>> this.#g.segSlotShift[k]];
   }
 
   stateOf(slot: number): number {
-    return this.states[slot >>> SLOT_CLASS_SHIFT][slot & SLOT_INDEX_MASK];
+    return this.#classes![slot >>> SLOT_CLASS_SHIFT]!.states[slot & SLOT_INDEX_MASK];
   }
 
   /** The bytes charged for the message in a slot. */
   chargedOf(slot: number): number {
-    return this.charges[slot >>> SLOT_CLASS_SHIFT][slot & SLOT_INDEX_MASK];
+    return this.#classes![slot >>> SLOT_CLASS_SHIFT]!.charges[slot & SLOT_INDEX_MASK];
   }
 
   markReceived(slot: number): void {
-    this.states[slot >>> SLOT_CLASS_SHIFT][slot & SLOT_INDEX_MASK] = SLOT_RECEIVED;
+    this.#classes![slot >>> SLOT_CLASS_SHIFT]!.states[slot & SLOT_INDEX_MASK] = SLOT_RECEIVED;
   }
 
   free(slot: number): void {
-    const k = slot >>> SLOT_CLASS_SHIFT;
+    const c = this.#classes![slot >>> SLOT_CLASS_SHIFT]!;
     const i = slot & SLOT_INDEX_MASK;
-    this.states[k][i] = SLOT_FREE;
-    this.charges[k][i] = 0;
-    this.freeStacks[k].push(i);
+    c.states[i] = SLOT_FREE;
+    c.charges[i] = 0;
+    c.free.push(i);
   }
 
   /** Free every RECEIVED slot (the peer is gone); returns how many and their bytes. */
   freeAllReceived(): { count: number; bytes: number } {
     let count = 0;
     let bytes = 0;
-    for (let k = 0; k < this.states.length; k++) {
-      const st = this.states[k];
-      for (let i = 0; i < this.fresh[k]; i++) {
-        if (st[i] !== SLOT_RECEIVED) continue;
+    const classes = this.#classes ?? [];
+    for (let k = 0; k < classes.length; k++) {
+      const c = classes[k];
+      if (c === undefined) continue;
+      for (let i = 0; i < c.fresh; i++) {
+        if (c.states[i] !== SLOT_RECEIVED) continue;
         const slot = (k << SLOT_CLASS_SHIFT) | i;
         count++;
-        bytes += this.chargedOf(slot);
+        bytes += c.charges[i];
         this.free(slot);
       }
     }
     return { count, bytes };
   }
 
-  /** Absolute byte offset of a slot in the IN buffer. */
+  /** The pool address of a slot (what its descriptor and its release name). */
   offsetOf(slot: number): number {
     const k = slot >>> SLOT_CLASS_SHIFT;
-    return this.base + this.classBase[k] + (slot & SLOT_INDEX_MASK) * (SLICE_MIN_BYTES << k);
+    return this.#g.classBase[k] + (slot & SLOT_INDEX_MASK) * (SLICE_MIN_BYTES << k);
   }
 
-  /** The slot starting at absolute `offset`, or -1 if no slot starts there or it was never used (untrusted input). */
+  /** The slot starting at pool address `offset`, or -1 if no slot starts there or it was never used (untrusted input). */
   slotAt(offset: number): number {
+    const g = this.#g;
     if (!Number.isInteger(offset)) return -1;
-    const rel = offset - this.base;
-    if (rel < 0 || rel >= this.totalBytes) return -1;
-    const bases = this.classBase;
+    if (offset < 0 || offset >= g.totalBytes) return -1;
+    const bases = g.classBase;
     let k = 0;
-    while (k + 1 < bases.length && bases[k + 1] <= rel) k++;
+    while (k + 1 < bases.length && bases[k + 1] <= offset) k++;
     const size = SLICE_MIN_BYTES << k;
-    const within = rel - bases[k];
+    const within = offset - bases[k];
     if (within % size !== 0) return -1;
     const i = within / size;
-    if (i >= this.fresh[k]) return -1;
+    if (i >= (this.#classes?.[k]?.fresh ?? 0)) return -1;
     return (k << SLOT_CLASS_SHIFT) | i;
   }
 }

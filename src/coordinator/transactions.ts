@@ -229,21 +229,23 @@ export class Transactions {
     const slot = target.pool.alloc(bytes);
     if (slot < 0) throw new Error(`internal: pool of peer ${target.id} full although accounting allowed ${bytes} bytes`);
     const offset = target.pool.offsetOf(slot);
-    copyPayload(sender.outBuf, sender.out.i32, payloadOff, target.inBuf, target.inI32, offset, plen);
+    const seg = target.pool.segmentOf(slot);
+    const at = offset + seg.delta;
+    copyPayload(sender.outBuf, sender.out.i32, payloadOff, seg.buf, seg.i32, at, plen);
     let list: Handle[] | null = null;
     if (nh > 0) {
       list = [];
-      let hw = (offset + ((plen + 3) & ~3)) >> 2;
+      let hw = (at + ((plen + 3) & ~3)) >> 2;
       for (let i = 0; i < nh; i++) {
         const node2 = this.txHandles[i].node;
         if (node2.destroyed) {
-          target.inI32[hw++] = INVALID_HANDLE;
+          seg.i32[hw++] = INVALID_HANDLE;
           continue;
         }
         const th = this.handles.install(target, node2);
         th.refsInFlight++;
         list.push(th);
-        target.inI32[hw++] = th.id;
+        seg.i32[hw++] = th.id;
       }
     }
     const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT) | this.txTag;

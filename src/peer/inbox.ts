@@ -4,23 +4,24 @@
  *
  * This thread is the single consumer of its descriptor ring (PeerLink.desc) and reads
  * payloads in place from its pool: a data Message is a view of the pool, valid until
- * released. Receipts (the descriptor tail) are published in batches (PeerLink.consumed);
- * releases are gathered into OP_RELEASE_SLICES records (releaseSlice below), written
- * through the Outbox.
+ * released. A descriptor names a pool address; PoolMap (./pool-map.ts) says which
+ * segment holds it, mapping segments as the coordinator hands them over. Receipts (the
+ * descriptor tail) are published in batches (PeerLink.consumed); releases are gathered
+ * into OP_RELEASE_SLICES records (releaseSlice below), written through the Outbox.
  *
  * Waiting for a message: spin briefly, then sleep with the ring's consumer-sleeping
  * flag raised, so that the coordinator notifies only when this thread really sleeps
  * (shared/wait.ts). Every wait is bounded and re-checks the peer's state.
  *
- * Owns: the release batch and the count of async receivers asleep; is the SliceOwner of
- * every data Message it creates. The everyday layer (src/router.ts) sees each message
+ * Owns: the release batch, the pool map and the count of async receivers asleep; is the
+ * SliceOwner of every data Message it creates. The everyday layer (src/router.ts) sees each message
  * first and may take it (replies, events).
  */
 
 import {
   OP_RELEASE_SLICES, RELEASE_BATCH, D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA,
   KIND_NODE_DESTROY, KIND_NODE_RELEASE, KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
-  DESC_NHANDLES_MASK, TAG_SHIFT, RING_HEAD, RING_CONSUMER_SLEEPING,
+  DESC_NHANDLES_MASK, TAG_SHIFT, RING_HEAD, RING_CONSUMER_SLEEPING, RING_HEADER_BYTES, DESC_SLOT_BYTES,
 } from '../../shared/layout.js';
 import { RING_EMPTY } from '../../shared/ring.js';
 import { SPIN_LOADS, spinWhileEqual, sleepWhileEqualAsync } from '../../shared/wait.js';
@@ -28,10 +29,12 @@ import { Message, type HandleId, type SliceOwner } from '../message.js';
 import type { Layer } from '../router.js';
 import type { PeerLink } from './link.js';
 import type { Outbox } from './outbox.js';
+import { PoolMap } from './pool-map.js';
 
 export class Inbox implements SliceOwner {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
+  readonly #pool: PoolMap;
   /** Set by Peer once the layer exists (the layer needs the Peer). */
   layer!: Layer;
   #asyncRecvWaiters = 0;
@@ -42,6 +45,9 @@ export class Inbox implements SliceOwner {
   constructor(link: PeerLink, outbox: Outbox) {
     this.#link = link;
     this.#outbox = outbox;
+    // The pool's first segment follows the descriptor ring (shared/layout.ts).
+    const desc = link.desc;
+    this.#pool = new PoolMap(link, desc.ctl.byteOffset + RING_HEADER_BYTES + desc.slots * DESC_SLOT_BYTES);
     this.#releases = link.scratch.subarray(0, 2 + RELEASE_BATCH);
     this.#releasesU8 = new Uint8Array(link.scratch.buffer, link.scratch.byteOffset, 4 * (2 + RELEASE_BATCH));
   }
@@ -77,13 +83,15 @@ export class Inbox implements SliceOwner {
         const offset = i32[at + D_OFFSET] >>> 0;
         const bytes = i32[at + D_BYTES] >>> 0;
         const nh = (word >>> DESC_NHANDLES_SHIFT) & DESC_NHANDLES_MASK;
+        const seg = this.#pool.segmentAt(offset);
+        const byte = offset + seg.delta;
         let handles: HandleId[] | null = null;
         if (nh > 0) {
           handles = new Array(nh);
-          const hw = (offset + ((bytes + 3) & ~3)) >> 2;
-          for (let i = 0; i < nh; i++) handles[i] = link.inI32[hw + i] >>> 0;
+          const hw = (byte + ((bytes + 3) & ~3)) >> 2;
+          for (let i = 0; i < nh; i++) handles[i] = seg.i32[hw + i] >>> 0;
         }
-        msg = new Message('data', dest, new Uint8Array(link.inSab, offset, bytes), handles, uid, seq,
+        msg = new Message('data', dest, new Uint8Array(seg.sab, byte, bytes), handles, uid, seq,
           (word & DESC_CONTINUE) !== 0, this, offset, word >>> TAG_SHIFT, this.layer);
       } else {
         msg = new Message(kind === KIND_NODE_DESTROY ? 'node-destroy' : 'node-release', dest, null, null, uid, seq,

@@ -14,7 +14,7 @@
  */
 
 import {
-  DESC_SLOT_BYTES, CTL_STATE, CTL_ACKED, STATE_OPEN, RING_HEAD, RELEASE_BATCH, CTL_BELL, BELL_COUNTER, BELL_MAP,
+  DESC_SLOT_BYTES, CTL_STATE, CTL_ACKED, STATE_OPEN, RING_HEAD, RELEASE_BATCH, CTL_BELL, BELL_COUNTER, BELL_MAP, BELL_CONTROL,
 } from '../../shared/layout.js';
 import { SlotRingReader } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
@@ -34,6 +34,7 @@ export class PeerLink implements WatchedLink {
   readonly bellWord: number;
   readonly bellBit: number;
   readonly maxMessageBytes: number;
+  readonly peerId: number;
   /** This thread's death watch for the bus; null once the peer is closed. */
   watch: ThreadWatch | null;
   closed = false;
@@ -54,6 +55,7 @@ export class PeerLink implements WatchedLink {
     this.bellWord = bell >= 0 ? BELL_MAP + (bell >> 5) : -1;
     this.bellBit = bell >= 0 ? 1 << (bell & 31) : 0;
     this.maxMessageBytes = m.maxMessageBytes;
+    this.peerId = m.peerId;
     this.watch = watch;
     if (watch.gone) this.coordinatorGone = true;
     else watch.links.add(this);
@@ -69,6 +71,7 @@ export class PeerLink implements WatchedLink {
   /** Peer.close(): the thread's watch no longer needs to tell this peer anything. */
   detach(): void {
     this.watch?.links.delete(this);
+    this.watch?.forget(this.peerId);
     this.watch = null;
   }
 
@@ -91,6 +94,18 @@ export class PeerLink implements WatchedLink {
   kick(): void {
     const db = this.doorbell;
     if (this.bellWord >= 0) Atomics.or(db, this.bellWord, this.bellBit);
+    Atomics.add(db, BELL_COUNTER, 1);
+    Atomics.notify(db, BELL_COUNTER, 1);
+  }
+
+  /**
+   * Ask the coordinator for a turn of its event loop now (it posts waiting pool segments
+   * there: src/coordinator/segment-mail.ts). BELL_CONTROL is only a hint, which any peer
+   * may set: the worst it can do is make the coordinator look at its events early.
+   */
+  askControlTurn(): void {
+    const db = this.doorbell;
+    Atomics.store(db, BELL_CONTROL, 1);
     Atomics.add(db, BELL_COUNTER, 1);
     Atomics.notify(db, BELL_COUNTER, 1);
   }

@@ -63,8 +63,8 @@ export class Outbox {
 
   constructor(m: PeerTicket, link: PeerLink) {
     this.#link = link;
-    this.out = new ByteRingWriter(m.outSab, 0, m.outRingBytes);
-    this.#outBuf = Buffer.from(m.outSab, this.out.u8.byteOffset, m.outRingBytes);
+    this.out = new ByteRingWriter(m.inSab, m.outOffset, m.outRingBytes);
+    this.#outBuf = Buffer.from(m.inSab, this.out.u8.byteOffset, m.outRingBytes);
   }
 
   assertOpen(what: string): void {

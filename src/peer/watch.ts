@@ -11,6 +11,13 @@
  * the coordinator thread ends, this end closes, and every peer of that bus opened here
  * learns that its coordinator is gone.
  *
+ * The coordinator also posts the pool segments of this thread's peers on it
+ * (src/coordinator/segment-mail.ts), each tagged with its peer's id. Nobody listens for
+ * 'message' here (that would take them away asynchronously): a peer that meets a pool
+ * address it has not mapped takes letters off the port with receiveMessageOnPort
+ * (takeSegment), keeping those of this thread's other open peers for them, and dropping
+ * those of peers not open here.
+ *
  * Invariants: the watch is sent before the first peer that relies on it claims its
  * ticket, so a thread that dies after claiming one always has its watch on its way (a
  * message posted is delivered even if its sender dies); the coordinator learns the
@@ -20,18 +27,60 @@
  * coordinator's end closes.
  */
 
-import { MessageChannel, postMessageToThread, threadId } from 'node:worker_threads';
+import { MessageChannel, postMessageToThread, receiveMessageOnPort, threadId, type MessagePort } from 'node:worker_threads';
 import { WATCH_KIND } from '../control.js';
 
 /** What a thread's watch tells the peers opened under it. */
 export interface WatchedLink {
+  readonly peerId: number;
   coordinatorGoneNow(): void;
+}
+
+/** A pool segment for one of this thread's peers (src/coordinator/segment-mail.ts, SegmentLetter). */
+export interface SegmentLetter {
+  peer: number;
+  segment: number;
+  sab: SharedArrayBuffer;
 }
 
 export class ThreadWatch {
   /** True once the coordinator's end has closed (its thread is gone, or the bus closed). */
   gone = false;
   readonly links = new Set<WatchedLink>();
+  /** Letters taken off the port for another open peer of this thread, by peer id. */
+  readonly #kept = new Map<number, SegmentLetter[]>();
+
+  constructor(readonly port: MessagePort) {}
+
+  /** The next segment posted for peer `peerId`, or undefined if none has arrived yet. */
+  takeSegment(peerId: number): SegmentLetter | undefined {
+    const kept = this.#kept.get(peerId);
+    if (kept !== undefined) {
+      const l = kept.shift()!;
+      if (kept.length === 0) this.#kept.delete(peerId);
+      return l;
+    }
+    for (;;) {
+      const m = receiveMessageOnPort(this.port)?.message as SegmentLetter | undefined;
+      if (m === undefined) return undefined;
+      if (typeof m !== 'object' || m === null || typeof m.peer !== 'number') continue;
+      if (m.peer === peerId) return m;
+      if (!this.#isOpenHere(m.peer)) continue; // a peer closed here, or one that named this thread falsely
+      const list = this.#kept.get(m.peer);
+      if (list === undefined) this.#kept.set(m.peer, [m]);
+      else list.push(m);
+    }
+  }
+
+  /** Peer `peerId` closed: drop what was kept for it. */
+  forget(peerId: number): void {
+    this.#kept.delete(peerId);
+  }
+
+  #isOpenHere(peerId: number): boolean {
+    for (const l of this.links) if (l.peerId === peerId) return true;
+    return false;
+  }
 }
 
 const watches = new Map<number, ThreadWatch>();
@@ -43,8 +92,8 @@ export const OPENED_HERE = threadId + 1;
 export function watchThread(busThread: number): ThreadWatch {
   let w = watches.get(busThread);
   if (w !== undefined) return w;
-  const watch = w = new ThreadWatch();
   const { port1, port2 } = new MessageChannel();
+  const watch = w = new ThreadWatch(port1);
   port1.on('close', () => {
     watch.gone = true;
     if (watches.get(busThread) === watch) watches.delete(busThread);

@@ -1,0 +1,106 @@
+/*
+ * PoolMap: where a pool address is in this peer's memory. Peer thread only;
+ * module-private (the Inbox holds it).
+ *
+ * The coordinator's pool (src/coordinator/pool.ts) is an address space whose windows
+ * get memory on first use. The window at address 0 is the tail of the IN buffer; every
+ * other one is a SharedArrayBuffer posted on this thread's watch
+ * (src/peer/watch.ts; src/coordinator/segment-mail.ts) as { peer, segment: address, sab },
+ * normally before the descriptor that names it is published. So when a descriptor names
+ * an address not mapped yet, its segment is usually queued on the port already, and
+ * receiveMessageOnPort takes it synchronously: in recvSync, in an async recv, in a
+ * worker or in the main thread alike. Right after the peer opened, the coordinator may
+ * not know this thread yet; the segment then comes a little later, and #takeOne waits.
+ *
+ * Segments are never unmapped (the coordinator keeps them too), so a Message's view
+ * stays valid until it is released, and after. Lookup is by SEGMENT_BYTES granule; a
+ * segment larger than one granule is entered under each of its granules. The last one
+ * used is cached: consecutive messages mostly land in one segment.
+ */
+
+import { receiveMessageOnPort } from 'node:worker_threads';
+import { SEGMENT_BYTES, SEGMENT_SHIFT } from '../../shared/layout.js';
+import { BusError } from '../errors.js';
+import type { PeerLink } from './link.js';
+
+/** Longest wait for a segment that a descriptor names (a live coordinator posts it within a turn of its loop). */
+const SEGMENT_WAIT_MS = 10_000;
+/** A word nobody writes: Atomics.wait on it is a bounded sleep (allowed in workers and in Node's main thread). */
+const napping = new Int32Array(new SharedArrayBuffer(4));
+
+/** Pool address `a` is byte `a + delta` of `sab` (and of `i32`, in words). */
+export interface PeerSegment {
+  readonly sab: SharedArrayBuffer;
+  readonly i32: Int32Array;
+  readonly delta: number;
+}
+
+export class PoolMap {
+  readonly #link: PeerLink;
+  readonly #firstOffset: number;
+  /** Granule -> segment, for segments that came on the port (made on first need). */
+  #byGranule: Map<number, PeerSegment> | null = null;
+  #lastGranule = -1;
+  #last: PeerSegment | null = null;
+  /** The first segment (the tail of the peer's buffer), made at its first use and kept. */
+  #firstSeg: PeerSegment | null = null;
+
+  constructor(link: PeerLink, firstOffset: number) {
+    this.#link = link;
+    this.#firstOffset = firstOffset;
+  }
+
+  /** The segment holding pool address `address`, taking newly posted segments off the port if needed. */
+  segmentAt(address: number): PeerSegment {
+    const g = address >>> SEGMENT_SHIFT;
+    if (g === this.#lastGranule) return this.#last!;
+    let seg = g === 0 ? this.#first() : this.#byGranule?.get(g);
+    while (seg === undefined) {
+      this.#takeOne();
+      seg = this.#byGranule!.get(g);
+    }
+    this.#lastGranule = g;
+    this.#last = seg;
+    return seg;
+  }
+
+  #first(): PeerSegment {
+    const link = this.#link;
+    return this.#firstSeg ??= { sab: link.inSab, i32: link.inI32, delta: this.#firstOffset };
+  }
+
+  /**
+   * Map the next segment posted for this peer. It is normally there already; it may still
+   * be with the coordinator if this thread's watch had not reached it when the segment
+   * was made (segment-mail.ts), so wait for it, asking the coordinator for a turn of its
+   * event loop, in short sleeps, bounded by SEGMENT_WAIT_MS and by the peer's state.
+   */
+  #takeOne(): void {
+    const link = this.#link;
+    let m = link.watch?.takeSegment(link.peerId);
+    if (m === undefined) {
+      const deadline = performance.now() + SEGMENT_WAIT_MS;
+      link.askControlTurn();
+      while (m === undefined) {
+        if (link.watch === null || !link.isOpen()) {
+          throw new BusError('ESHUTDOWN', 'recv: a message names a pool segment that never arrived (the coordinator is gone or the peer closed)');
+        }
+        if (performance.now() > deadline) {
+          throw new BusError('ETIMEDOUT', `recv: a message names a pool segment that did not arrive within ${SEGMENT_WAIT_MS} ms`);
+        }
+        Atomics.wait(napping, 0, 0, 1);
+        m = link.watch.takeSegment(link.peerId);
+      }
+    }
+    const address = m.segment;
+    const sab = m.sab;
+    if (typeof address !== 'number' || !Number.isInteger(address) || address <= 0 || address % SEGMENT_BYTES !== 0
+      || !(sab instanceof SharedArrayBuffer) || sab.byteLength === 0) {
+      throw new BusError('EINVAL', 'recv: the coordinator posted something that is not a pool segment on this peer\'s port');
+    }
+    const seg: PeerSegment = { sab, i32: new Int32Array(sab, 0, sab.byteLength >> 2), delta: -address };
+    const map = this.#byGranule ??= new Map();
+    const end = address + sab.byteLength;
+    for (let a = address; a < end; a += SEGMENT_BYTES) map.set(a >>> SEGMENT_SHIFT, seg);
+  }
+}
