@@ -34,8 +34,9 @@ export class PeerLink implements WatchedLink {
   readonly bellWord: number;
   readonly bellBit: number;
   readonly maxMessageBytes: number;
-  /** This thread's death watch for the bus; null once the peer is closed. */
-  watch: ThreadWatch | null;
+  /** This thread's death watch for the bus, and this peer's place in it (null once closed). */
+  #watch: ThreadWatch | null;
+  #watchRef: WeakRef<WatchedLink> | null;
   closed = false;
   coordinatorGone = false;
   #nextReq = 1;
@@ -54,9 +55,9 @@ export class PeerLink implements WatchedLink {
     this.bellWord = bell >= 0 ? BELL_MAP + (bell >> 5) : -1;
     this.bellBit = bell >= 0 ? 1 << (bell & 31) : 0;
     this.maxMessageBytes = m.maxMessageBytes;
-    this.watch = watch;
+    this.#watch = watch;
+    this.#watchRef = watch.gone ? null : watch.add(this);
     if (watch.gone) this.coordinatorGone = true;
-    else watch.links.add(this);
   }
 
   /** The coordinator thread is gone: every wait of this peer ends. */
@@ -68,8 +69,9 @@ export class PeerLink implements WatchedLink {
 
   /** Peer.close(): the thread's watch no longer needs to tell this peer anything. */
   detach(): void {
-    this.watch?.links.delete(this);
-    this.watch = null;
+    if (this.#watchRef !== null) this.#watch?.forget(this.#watchRef);
+    this.#watch = null;
+    this.#watchRef = null;
   }
 
   /** True until close(), disconnection by the coordinator, or bus shutdown. */

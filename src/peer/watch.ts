@@ -28,10 +28,38 @@ export interface WatchedLink {
   coordinatorGoneNow(): void;
 }
 
+/**
+ * The peers are held weakly: a peer that the coordinator cut off and that its user then
+ * dropped without close() must not stay reachable (with its buffers) for as long as the
+ * thread lives. References whose peer is gone are pruned as new ones are added
+ * (amortised: a pass when the set has doubled).
+ */
 export class ThreadWatch {
   /** True once the coordinator's end has closed (its thread is gone, or the bus closed). */
   gone = false;
-  readonly links = new Set<WatchedLink>();
+  #links = new Set<WeakRef<WatchedLink>>();
+  #pruneAt = 64;
+
+  /** Tell `link` when the coordinator is gone; returns what forget() takes. */
+  add(link: WatchedLink): WeakRef<WatchedLink> {
+    const ref = new WeakRef(link);
+    this.#links.add(ref);
+    if (this.#links.size >= this.#pruneAt) {
+      for (const r of this.#links) if (r.deref() === undefined) this.#links.delete(r);
+      this.#pruneAt = Math.max(64, 2 * this.#links.size);
+    }
+    return ref;
+  }
+
+  forget(ref: WeakRef<WatchedLink>): void {
+    this.#links.delete(ref);
+  }
+
+  coordinatorGone(): void {
+    this.gone = true;
+    for (const r of this.#links) r.deref()?.coordinatorGoneNow();
+    this.#links.clear();
+  }
 }
 
 const watches = new Map<number, ThreadWatch>();
@@ -46,10 +74,8 @@ export function watchThread(busThread: number): ThreadWatch {
   const watch = w = new ThreadWatch();
   const { port1, port2 } = new MessageChannel();
   port1.on('close', () => {
-    watch.gone = true;
     if (watches.get(busThread) === watch) watches.delete(busThread);
-    for (const l of watch.links) l.coordinatorGoneNow();
-    watch.links.clear();
+    watch.coordinatorGone();
   });
   // It only watches; it must not keep this thread alive.
   port1.unref();
