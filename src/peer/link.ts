@@ -19,7 +19,7 @@ import {
 import { SlotRingReader } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
 import type { PeerTicket } from '../ticket.js';
-import type { ThreadWatch, WatchedLink } from './watch.js';
+import type { ThreadWatch, WatchedLink, SegmentLetter } from './watch.js';
 
 /** Receipts published together (see consumed()). */
 const TAIL_BATCH = 32;
@@ -35,8 +35,9 @@ export class PeerLink implements WatchedLink {
   readonly bellBit: number;
   readonly maxMessageBytes: number;
   readonly peerId: number;
-  /** This thread's death watch for the bus; null once the peer is closed. */
-  watch: ThreadWatch | null;
+  /** This thread's death watch for the bus, and this peer's place in it (null once closed). */
+  #watch: ThreadWatch | null;
+  #watchRef: WeakRef<WatchedLink> | null;
   closed = false;
   coordinatorGone = false;
   #nextReq = 1;
@@ -56,9 +57,9 @@ export class PeerLink implements WatchedLink {
     this.bellBit = bell >= 0 ? 1 << (bell & 31) : 0;
     this.maxMessageBytes = m.maxMessageBytes;
     this.peerId = m.peerId;
-    this.watch = watch;
+    this.#watch = watch;
+    this.#watchRef = watch.gone ? null : watch.add(this);
     if (watch.gone) this.coordinatorGone = true;
-    else watch.links.add(this);
   }
 
   /** The coordinator thread is gone: every wait of this peer ends. */
@@ -70,9 +71,26 @@ export class PeerLink implements WatchedLink {
 
   /** Peer.close(): the thread's watch no longer needs to tell this peer anything. */
   detach(): void {
-    this.watch?.links.delete(this);
-    this.watch?.forget(this.peerId);
-    this.watch = null;
+    if (this.#watchRef !== null) this.#watch?.forget(this.#watchRef, this.peerId);
+    this.#watch = null;
+    this.#watchRef = null;
+  }
+
+  /** The next pool segment posted for this peer (src/peer/pool-map.ts); undefined if none yet, or closed. */
+  takeSegment(): SegmentLetter | undefined {
+    return this.#watch?.takeSegment(this.peerId);
+  }
+
+  /**
+   * Ask the coordinator for a turn of its event loop now (it posts waiting pool segments
+   * there: src/coordinator/segment-mail.ts). BELL_CONTROL is only a hint, which any peer
+   * may set: the worst it can do is make the coordinator look at its events early.
+   */
+  askControlTurn(): void {
+    const db = this.doorbell;
+    Atomics.store(db, BELL_CONTROL, 1);
+    Atomics.add(db, BELL_COUNTER, 1);
+    Atomics.notify(db, BELL_COUNTER, 1);
   }
 
   /** True until close(), disconnection by the coordinator, or bus shutdown. */
@@ -94,18 +112,6 @@ export class PeerLink implements WatchedLink {
   kick(): void {
     const db = this.doorbell;
     if (this.bellWord >= 0) Atomics.or(db, this.bellWord, this.bellBit);
-    Atomics.add(db, BELL_COUNTER, 1);
-    Atomics.notify(db, BELL_COUNTER, 1);
-  }
-
-  /**
-   * Ask the coordinator for a turn of its event loop now (it posts waiting pool segments
-   * there: src/coordinator/segment-mail.ts). BELL_CONTROL is only a hint, which any peer
-   * may set: the worst it can do is make the coordinator look at its events early.
-   */
-  askControlTurn(): void {
-    const db = this.doorbell;
-    Atomics.store(db, BELL_CONTROL, 1);
     Atomics.add(db, BELL_COUNTER, 1);
     Atomics.notify(db, BELL_COUNTER, 1);
   }

@@ -77,19 +77,19 @@ export class PoolMap {
    */
   #takeOne(): void {
     const link = this.#link;
-    let m = link.watch?.takeSegment(link.peerId);
+    let m = link.takeSegment();
     if (m === undefined) {
       const deadline = performance.now() + SEGMENT_WAIT_MS;
       link.askControlTurn();
       while (m === undefined) {
-        if (link.watch === null || !link.isOpen()) {
+        if (!link.isOpen()) {
           throw new BusError('ESHUTDOWN', 'recv: a message names a pool segment that never arrived (the coordinator is gone or the peer closed)');
         }
         if (performance.now() > deadline) {
           throw new BusError('ETIMEDOUT', `recv: a message names a pool segment that did not arrive within ${SEGMENT_WAIT_MS} ms`);
         }
         Atomics.wait(napping, 0, 0, 1);
-        m = link.watch.takeSegment(link.peerId);
+        m = link.takeSegment();
       }
     }
     const address = m.segment;

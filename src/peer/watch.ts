@@ -43,10 +43,17 @@ export interface SegmentLetter {
   sab: SharedArrayBuffer;
 }
 
+/**
+ * The peers are held weakly: a peer that the coordinator cut off and that its user then
+ * dropped without close() must not stay reachable (with its buffers) for as long as the
+ * thread lives. References whose peer is gone are pruned as new ones are added
+ * (amortised: a pass when the set has doubled).
+ */
 export class ThreadWatch {
   /** True once the coordinator's end has closed (its thread is gone, or the bus closed). */
   gone = false;
-  readonly links = new Set<WatchedLink>();
+  #links = new Set<WeakRef<WatchedLink>>();
+  #pruneAt = 64;
   /** Letters taken off the port for another open peer of this thread, by peer id. */
   readonly #kept = new Map<number, SegmentLetter[]>();
 
@@ -72,14 +79,33 @@ export class ThreadWatch {
     }
   }
 
-  /** Peer `peerId` closed: drop what was kept for it. */
-  forget(peerId: number): void {
+  #isOpenHere(peerId: number): boolean {
+    for (const r of this.#links) if (r.deref()?.peerId === peerId) return true;
+    return false;
+  }
+
+  /** Tell `link` when the coordinator is gone; returns what forget() takes. */
+  add(link: WatchedLink): WeakRef<WatchedLink> {
+    const ref = new WeakRef(link);
+    this.#links.add(ref);
+    if (this.#links.size >= this.#pruneAt) {
+      for (const r of this.#links) if (r.deref() === undefined) this.#links.delete(r);
+      for (const id of this.#kept.keys()) if (!this.#isOpenHere(id)) this.#kept.delete(id);
+      this.#pruneAt = Math.max(64, 2 * this.#links.size);
+    }
+    return ref;
+  }
+
+  /** The peer of `ref` closed: nothing more for it, and nothing kept for it. */
+  forget(ref: WeakRef<WatchedLink>, peerId: number): void {
+    this.#links.delete(ref);
     this.#kept.delete(peerId);
   }
 
-  #isOpenHere(peerId: number): boolean {
-    for (const l of this.links) if (l.peerId === peerId) return true;
-    return false;
+  coordinatorGone(): void {
+    this.gone = true;
+    for (const r of this.#links) r.deref()?.coordinatorGoneNow();
+    this.#links.clear();
   }
 }
 
@@ -95,10 +121,8 @@ export function watchThread(busThread: number): ThreadWatch {
   const { port1, port2 } = new MessageChannel();
   const watch = w = new ThreadWatch(port1);
   port1.on('close', () => {
-    watch.gone = true;
     if (watches.get(busThread) === watch) watches.delete(busThread);
-    for (const l of watch.links) l.coordinatorGoneNow();
-    watch.links.clear();
+    watch.coordinatorGone();
   });
   // It only watches; it must not keep this thread alive.
   port1.unref();
