@@ -120,3 +120,43 @@ test('a peer in the main thread maps new segments too, with recv() and with recv
   t.deepEqual([got2.bad, got2.stale], [[], []]);
   t.true(got.buffers >= 5 && got2.buffers >= 5, `${got.buffers} and ${got2.buffers} segments`);
 });
+
+test('segments made while the receiver was not opened yet reach it when it opens (they wait for its thread)', async (t) => {
+  const tb = await TestBus.start(t);
+  const s = await Remote.spawn(t, tb.bus, 3143, 'segments-peer');
+  // The receiver's ticket stays unopened while its queue fills: the coordinator knows no
+  // thread to post its segments to, so they wait (src/coordinator/segment-mail.ts).
+  const ticket = await tb.bus.createPeer({ uid: 3144 });
+  const node = await tb.bus.createNode(ticket);
+  const to = await tb.bus.transferHandle(ticket, node, s.ticket);
+  const sizes = mixed(2000);
+  t.is(await send(s, to, sizes, 11), sizes.length);
+  const r = await Remote.open(t, ticket, 'segments-peer');
+  const got = await receive(r, sizes, 11, 'sync');
+  t.deepEqual([got.bad, got.stale], [[], []]);
+  t.true(got.buffers >= 10, `2000 kept messages came from ${got.buffers} segments, all made before the receiver opened`);
+});
+
+test('two peers opened in one thread each get their own segments through the thread\'s one watch', async (t) => {
+  const tb = await TestBus.start(t);
+  const s = await Remote.spawn(t, tb.bus, 3151, 'segments-peer');
+  const ta = await tb.bus.createPeer({ uid: 3152 });
+  const tbb = await tb.bus.createPeer({ uid: 3153 });
+  const a = Peer.open(ta);
+  const b = Peer.open(tbb);
+  const kept: Message[] = [];
+  t.teardown(async () => {
+    for (const m of kept) m.release();
+    await Promise.allSettled([a.close(), b.close()]);
+  });
+  const toA = await tb.bus.transferHandle(ta, await a.createNode(), s.ticket);
+  const toB = await tb.bus.transferHandle(tbb, await b.createNode(), s.ticket);
+  const sizes = mixed(1500);
+  // Both queues fill at once, so the letters of the two peers are interleaved on the port;
+  // B reads all of its messages first, taking A's letters off the port and keeping them for A.
+  await Promise.all([send(s, toA, sizes, 21), send(s, toB, sizes, 22)]);
+  const gotB = await receiveSizes(b, sizes, 22, 'sync', RECV_MS, kept);
+  const gotA = await receiveSizes(a, sizes, 21, 'sync', RECV_MS, kept);
+  t.deepEqual([gotA.bad, gotA.stale, gotB.bad, gotB.stale], [[], [], [], []]);
+  t.true(gotA.buffers >= 10 && gotB.buffers >= 10, `A used ${gotA.buffers} segments, B ${gotB.buffers}`);
+});

@@ -19,9 +19,10 @@
  * Segments: those slots are an address space, not memory. Each class is cut into
  * SEGMENT_BYTES windows (one slot per window for classes larger than that), aligned to
  * their size, and a window gets memory (a SharedArrayBuffer of its own, a SEGMENT) only
- * when its first slot is first used. The segment is posted to the peer, through the
- * SegmentSink, before any descriptor names it (the peer takes it with
- * receiveMessageOnPort when it meets an address it has not mapped: src/peer/inbox.ts).
+ * when its first slot is first used. The segment goes to the peer through the
+ * SegmentSink (segment-mail.ts: posted before any descriptor names it once the peer's
+ * thread is known, else as soon as it is; the peer takes it with receiveMessageOnPort
+ * when it meets an address it has not mapped, src/peer/pool-map.ts).
  * The first window of class 0 is the tail of the peer's IN buffer, so a fresh peer owns
  * one buffer for its rings and first small messages, and nothing else.
  *
