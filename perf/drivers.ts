@@ -391,8 +391,15 @@ export interface IdlePeers {
   close?(): void | Promise<void>;
   extra?: Record<string, number>;
 }
-/** Signature of the export named in idleSession(): create `n` idle peers and keep them alive. */
-export type IdlePeersFactory = (n: number) => IdlePeers | Promise<IdlePeers>;
+/**
+ * Signature of the export named in idleSession(): create `n` idle peers and keep them
+ * alive. A system whose peers need something that exists once per process (threadbus:
+ * a started bus, with its coordinator thread) exports `<name>Setup` too; it runs before
+ * the first reading, so that the figures are what each further peer costs, not the
+ * fixed cost of the bus divided among them.
+ */
+export type IdlePeersFactory = (n: number, setup?: unknown) => IdlePeers | Promise<IdlePeers>;
+export type IdlePeersSetup = () => unknown;
 
 const IDLE_CHILD = fileURLToPath(new URL('./workers/idle-child.js', import.meta.url));
 
@@ -423,32 +430,24 @@ export function runIdleChild(module: URL, exportName: string, peers: number, tim
 
 /**
  * `module` must export `exportName` as an IdlePeersFactory; pass the system
- * module's import.meta.url. The children of all measured runs start together
- * on the first run: they are separate processes, so their RSS readings are
- * independent, and this saves seconds of serial process start-up.
+ * module's import.meta.url. One child per measured run, one at a time: children
+ * run together would compete for the two cores while they are timed, which costs a
+ * system with a second thread (threadbus's coordinator) more than one without.
  */
 export function idleSession(ctx: BenchContext, module: string | URL, exportName: string): Promise<Session> {
   const url = typeof module === 'string' ? new URL(module) : module;
-  let pending: Promise<IdleChildResult>[] = [];
   return Promise.resolve({
     run: async (p: RunParams): Promise<Sample> => {
       // A fresh process has nothing to warm up.
       if (p.warmup) return { msgsPerSec: null };
-      if (pending.length === 0) {
-        pending = Array.from({ length: ctx.tunables.runs }, () =>
-          settleQuietly(runIdleChild(url, exportName, ctx.tunables.idlePeers, p.timeoutMs)),
-        );
-      }
-      const r = await pending.shift()!;
+      const r = await runIdleChild(url, exportName, ctx.tunables.idlePeers, p.timeoutMs);
       return {
         msgsPerSec: null,
         bytesPerPeer: r.rssBytes / r.peers,
         extra: { peers: r.peers, heapBytesPerPeer: r.heapBytes / r.peers, ...r.extra },
       };
     },
-    close: async () => {
-      await Promise.allSettled(pending);
-    },
+    close: async () => {},
   });
 }
 

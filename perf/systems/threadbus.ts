@@ -186,6 +186,11 @@ async function reqrep(ctx: BenchContext): Promise<Session> {
   }
 }
 
+/** Once per measuring process, before its first reading: the bus (its coordinator thread is not a per-peer cost). */
+export function idlePeersSetup(): Promise<Bus> {
+  return Bus.start();
+}
+
 /**
  * idle-peer-memory: n opened peers with the bus's default limits (16384 messages,
  * 65536 handles, 16 MiB, 1 MiB messages), each with a node, in this process. RSS
@@ -194,8 +199,8 @@ async function reqrep(ctx: BenchContext): Promise<Session> {
  * An idle peer has received nothing, so it has no pool segment beyond the first, which
  * is inside its buffer: that one buffer is all it reserves.
  */
-export async function idlePeers(n: number): Promise<IdlePeers> {
-  const bus = await Bus.start();
+export async function idlePeers(n: number, started?: unknown): Promise<IdlePeers> {
+  const bus = started instanceof Bus ? started : await Bus.start();
   const tickets = await createIdle(bus, n, (i) => i);
   const peers = tickets.map((t) => Peer.open(t));
   return {

@@ -1,10 +1,11 @@
-// Child-process entry for idle-peer-memory: imports a system module, asks its
-// idle-peer export for N idle endpoints, and prints the RSS/heap delta and the
-// time the creation took as JSON.
+// Child-process entry for idle-peer-memory: imports a system module, runs its
+// once-per-process setup if it has one (`<export>Setup`, before the first reading),
+// asks its idle-peer export for N idle endpoints, and prints the RSS/heap delta and
+// the time the creation took as JSON.
 // Run by perf/drivers.ts with --expose-gc so both readings follow a full GC.
 // Usage: node --expose-gc idle-child.js <moduleUrl> <exportName> <peers>
 
-import type { IdlePeersFactory } from '../drivers.js';
+import type { IdlePeersFactory, IdlePeersSetup } from '../drivers.js';
 
 /** Let the allocator and finalizers settle between GC and reading RSS. */
 const SETTLE_MS = 15;
@@ -31,9 +32,11 @@ if (typeof factory !== 'function') {
   console.error(`${moduleUrl} does not export ${exportName}`);
   process.exit(2);
 }
+const setup = mod[`${exportName}Setup`] as IdlePeersSetup | undefined;
+const shared = typeof setup === 'function' ? await setup() : undefined;
 const before = await settled();
 const started = performance.now();
-const handle = await factory(peers);
+const handle = await factory(peers, shared);
 const createMs = performance.now() - started;
 const after = await settled();
 console.log(
