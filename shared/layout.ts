@@ -66,7 +66,8 @@ export const OP_CLOSE = 7;           // reqId
 export const OP_RELEASE_SLICES = 8;  // 0, n, pool offset[n]   (what a Peer writes: releases go in batches)
 export const OP_RESUME = 9;          // 0    (flush(): posts after this one are attempted again)
 export const OP_WAIT = 10;           // 0, uid, flags (WAIT_*): a waiting send was refused by uid; wake me (CTL_WAKE) when it gives back
-export const OP_MAX = 10;
+export const OP_PAD = 11;            // any body, skipped: fills the OUT ring to its end before a record too large to follow a wrap (shared/ring.ts)
+export const OP_MAX = 11;
 /** Slice releases a peer gathers into one record. */
 export const RELEASE_BATCH = 64;
 
@@ -171,14 +172,14 @@ export function nextPow2(n: number): number {
 }
 
 /**
- * Bytes of a peer's OUT ring: the smallest power of two whose largest record
- * (ByteRingWriter.maxBody, half the ring) holds the largest send. It is reserved by
- * every peer, idle or not, so it is no larger than that; a sender of the largest
- * messages has one in the ring at a time, one of 64 KiB some thirty.
+ * Bytes of a peer's OUT ring: the smallest power of two that holds the largest send as
+ * one record (ByteRingWriter.maxBody, the whole ring less a record header). It is
+ * reserved by every peer, idle or not, so it is no larger than that; a sender of the
+ * largest messages has one in the ring at a time, one of 64 KiB some fifteen.
  */
 export function outRingBytes(maxMessageBytes: number): number {
   const largest = RECORD_HEADER_BYTES + 4 * (SEND_HEADER_WORDS + MAX_DESTINATIONS + MAX_HANDLES_PER_MESSAGE) + maxMessageBytes + 8;
-  return Math.max(1 << 16, nextPow2(2 * largest));
+  return Math.max(1 << 16, nextPow2(largest));
 }
 
 /** Descriptor slots: every message the peer may hold, plus room for notifications (the rest overflow in the coordinator). */

@@ -4,7 +4,12 @@
  * Two shapes share one header (shared/layout.ts):
  *   - ByteRing: variable-length framed records [u32 bodyBytes][u32 op][body padded to 8].
  *     A record never straddles the end: when it does not fit, the producer writes a WRAP
- *     marker and starts again at offset 0. Used for a peer's requests (OUT).
+ *     marker and starts again at offset 0. A record may be as large as the whole ring
+ *     (less its header); one too large to follow a wrap marker from where the ring is
+ *     (the marker and it would need more than the ring) is preceded instead by an
+ *     ordinary record of op OP_PAD that fills the ring to its end, which the consumer
+ *     skips, and which the producer publishes at once (its consumer must take it before
+ *     the large record can fit). Used for a peer's requests (OUT).
  *   - SlotRing: fixed-size slots, indexed by record count. Used for descriptors and verdicts.
  *
  * Invariants:
@@ -26,7 +31,7 @@
 
 import {
   RING_HEADER_BYTES, RING_HEAD, RING_TAIL, RING_CONSUMER_SLEEPING, RING_PRODUCER_SLEEPING,
-  RECORD_HEADER_BYTES, RECORD_WRAP,
+  RECORD_HEADER_BYTES, RECORD_WRAP, OP_PAD,
 } from './layout.js';
 import { spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync, type WaitResult } from './wait.js';
 
@@ -101,9 +106,12 @@ export class ByteRingWriter extends RingHeader {
     this.tailCache = this.loadTail();
   }
 
+  /** Called when reserve() published a padding record on its own (the consumer must be told to look). */
+  onPadPublished: (() => void) | null = null;
+
   /** Largest body that can ever be written. */
   get maxBody(): number {
-    return this.capacity / 2 - RECORD_HEADER_BYTES;
+    return this.capacity - RECORD_HEADER_BYTES;
   }
 
   /**
@@ -114,8 +122,24 @@ export class ByteRingWriter extends RingHeader {
   reserve(bodyBytes: number, op: number): number {
     const size = RECORD_HEADER_BYTES + ((bodyBytes + 7) & ~7);
     const mask = this.capacity - 1;
-    const pos = this.head & mask;
-    const toEnd = this.capacity - pos;
+    let pos = this.head & mask;
+    let toEnd = this.capacity - pos;
+    if (size > toEnd && toEnd + size > this.capacity) {
+      // A wrap marker and this record would need more than the ring: pad to the end with
+      // a record the consumer skips, and publish it, so that the record can start at 0.
+      if (size > this.capacity) return -1;
+      if (this.capacity - ((this.head - this.tailCache) >>> 0) < toEnd) {
+        this.tailCache = this.loadTail();
+        if (this.capacity - ((this.head - this.tailCache) >>> 0) < toEnd) return -1;
+      }
+      this.i32[pos >> 2] = toEnd - RECORD_HEADER_BYTES;
+      this.i32[(pos >> 2) + 1] = OP_PAD;
+      this.head = (this.head + toEnd) >>> 0;
+      this.commit();
+      this.onPadPublished?.();
+      pos = 0;
+      toEnd = this.capacity;
+    }
     const need = size <= toEnd ? size : toEnd + size;
     if (this.capacity - ((this.head - this.tailCache) >>> 0) < need) {
       this.tailCache = this.loadTail();

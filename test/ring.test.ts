@@ -11,7 +11,7 @@ import {
   ByteRingReader, ByteRingWriter, RING_CORRUPT, RING_EMPTY, SlotRingReader, SlotRingWriter,
 } from '../shared/ring.js';
 import {
-  RECORD_HEADER_BYTES, RECORD_WRAP, RING_CONSUMER_SLEEPING, RING_HEAD, RING_HEADER_BYTES, RING_PRODUCER_SLEEPING,
+  OP_PAD, RECORD_HEADER_BYTES, RECORD_WRAP, RING_CONSUMER_SLEEPING, RING_HEAD, RING_HEADER_BYTES, RING_PRODUCER_SLEEPING,
   RING_TAIL,
 } from '../shared/layout.js';
 import {
@@ -226,7 +226,10 @@ test('ring capacities must be powers of two within bounds', (t) => {
  * One thread drives a writer and a reader over random reserve/commit/read/consume/release
  * steps and checks each against a model: reserve() returns -1 exactly when the record (plus
  * the skipped tail of the ring, if it must wrap) does not fit in front of the released tail;
- * read() returns exactly the committed records in order with every byte intact.
+ * a record too large to follow a wrap marker from where the ring is gets a padding record
+ * (OP_PAD, to the end of the ring) published at once, with what was reserved before it,
+ * when the pad fits; read() returns exactly the committed records in order with every
+ * byte intact.
  */
 function modelRun(cap: number, start: number, seed: number, steps: number): string[] {
   const errors: string[] = [];
@@ -243,6 +246,7 @@ function modelRun(cap: number, start: number, seed: number, steps: number): stri
   const committed: typeof pending = [];
   let fullSeen = 0;
   let wrapsSeen = 0;
+  let padsSeen = 0;
   for (let s = 0; s < steps && errors.length < 5; s++) {
     const step = rng.int(0, 11);
     if (step <= 4) {
@@ -250,8 +254,16 @@ function modelRun(cap: number, start: number, seed: number, steps: number): stri
       const body = k < 4 ? rng.int(0, 24) : k < 7 ? rng.int(0, 200) : k < 9 ? rng.int(0, maxBody) : maxBody;
       const op = rng.next() | 0;
       const size = RECORD_HEADER_BYTES + ((body + 7) & ~7);
-      const pos = head & (cap - 1);
-      const toEnd = cap - pos;
+      let pos = head & (cap - 1);
+      let toEnd = cap - pos;
+      if (size <= cap && size > toEnd && toEnd + size > cap && cap - ((head - released) >>> 0) >= toEnd) {
+        // The writer pads to the end and publishes the pad (and what was pending) at once.
+        head = (head + toEnd) >>> 0;
+        committed.push(...pending.splice(0), { key: -1, body: toEnd - RECORD_HEADER_BYTES, op: OP_PAD, offset: pos + RECORD_HEADER_BYTES, end: head });
+        padsSeen++;
+        pos = 0;
+        toEnd = cap;
+      }
       const need = size <= toEnd ? size : toEnd + size;
       const free = cap - ((head - released) >>> 0);
       const at = w.reserve(body, op);
@@ -282,7 +294,7 @@ function modelRun(cap: number, start: number, seed: number, steps: number): stri
         errors.push(`step ${s}: read() = ${at}/${r.bodyBytes}/${r.op}, expected ${next.offset}/${next.body}/${next.op}`);
         break;
       }
-      const bad = checkBody(r.u8, r.i32, at, next.body, next.key);
+      const bad = next.op === OP_PAD ? -1 : checkBody(r.u8, r.i32, at, next.body, next.key);
       if (bad >= 0) { errors.push(`step ${s}: body byte ${bad} overwritten`); break; }
       if (rng.int(0, 3) !== 0) {
         r.consume();
@@ -298,6 +310,7 @@ function modelRun(cap: number, start: number, seed: number, steps: number): stri
   }
   if (fullSeen === 0) errors.push('the ring was never full');
   if (wrapsSeen === 0) errors.push('no record ever wrapped');
+  if (padsSeen === 0) errors.push('no record was ever padded');
   const damage = mem.guardDamage();
   if (damage) errors.push(damage);
   return errors;
@@ -311,32 +324,55 @@ test('ByteRing reserve returns -1 exactly when the record does not fit, and read
   }
 });
 
-test('ByteRing records of maxBody fit an empty ring at every position, and nothing larger always does', (t) => {
+test('ByteRing records of up to the whole ring fit an empty ring at every position, after a padding record the reader hands over', (t) => {
   for (const cap of [64, 128, 4096]) {
-    const maxBody = cap / 2 - RECORD_HEADER_BYTES;
-    for (let pos = 0; pos < cap; pos += 8) {
-      const start = (2 ** 32 - cap + pos) >>> 0; // also crosses the 2^32 wrap of the counters
-      const mem = ringMemory(cap, start);
-      const w = new ByteRingWriter(mem.sab, mem.byteOffset, cap);
-      const r = new ByteRingReader(mem.sab, mem.byteOffset, cap);
-      t.is(w.maxBody, maxBody);
-      const at = w.reserve(maxBody, 7);
-      if (at < 0) { t.fail(`maxBody did not fit an empty ring of ${cap} at ${pos}`); continue; }
-      fillBody(w.u8, w.i32, at, maxBody, 42);
-      w.commit();
-      const got = r.read();
-      if (got !== at || r.bodyBytes !== maxBody || r.op !== 7 || checkBody(r.u8, r.i32, got, maxBody, 42) >= 0) {
-        t.fail(`capacity ${cap} position ${pos}: read ${got}/${r.bodyBytes}/${r.op}, wrote ${at}`);
+    const maxBody = cap - RECORD_HEADER_BYTES;
+    for (const body of [maxBody, cap / 2, cap / 2 - RECORD_HEADER_BYTES, 8]) {
+      for (let pos = 0; pos < cap; pos += 8) {
+        const start = (2 ** 32 - cap + pos) >>> 0; // also crosses the 2^32 wrap of the counters
+        const mem = ringMemory(cap, start);
+        const w = new ByteRingWriter(mem.sab, mem.byteOffset, cap);
+        const r = new ByteRingReader(mem.sab, mem.byteOffset, cap);
+        let padsPublished = 0;
+        w.onPadPublished = () => padsPublished++;
+        t.is(w.maxBody, maxBody);
+        const size = RECORD_HEADER_BYTES + body;
+        const toEnd = cap - pos;
+        const padded = size > toEnd && toEnd + size > cap;
+        let at = w.reserve(body, 7);
+        if (padded) {
+          // The pad fills the ring to its end and is already published; the record needs the space it holds.
+          if (at !== -1 || padsPublished !== 1) { t.fail(`cap ${cap} pos ${pos} body ${body}: reserve ${at}, pads ${padsPublished}`); continue; }
+          const p = r.read();
+          if (p !== pos + RECORD_HEADER_BYTES || r.op !== OP_PAD || r.bodyBytes !== toEnd - RECORD_HEADER_BYTES) {
+            t.fail(`cap ${cap} pos ${pos} body ${body}: read ${p} op ${r.op} bytes ${r.bodyBytes}, expected the pad`);
+            continue;
+          }
+          r.consume();
+          r.release();
+          at = w.reserve(body, 7);
+          if (at !== RECORD_HEADER_BYTES) { t.fail(`cap ${cap} pos ${pos} body ${body}: after the pad, reserve gave ${at}`); continue; }
+        } else if (at < 0 || padsPublished !== 0) {
+          t.fail(`cap ${cap} pos ${pos} body ${body}: did not fit an empty ring (reserve ${at}, pads ${padsPublished})`);
+          continue;
+        }
+        fillBody(w.u8, w.i32, at, body, 42);
+        w.commit();
+        const got = r.read();
+        if (got !== at || r.bodyBytes !== body || r.op !== 7 || checkBody(r.u8, r.i32, got, body, 42) >= 0) {
+          t.fail(`capacity ${cap} position ${pos} body ${body}: read ${got}/${r.bodyBytes}/${r.op}, wrote ${at}`);
+        }
+        r.consume();
+        r.release();
+        t.is(r.read(), RING_EMPTY);
+        t.is(mem.guardDamage(), null);
       }
-      r.consume();
-      r.release();
-      t.is(mem.guardDamage(), null);
     }
-    // One 8-byte step more than maxBody must wrap at position cap / 2 and then needs cap + 8 bytes.
+    // Nothing larger than maxBody ever fits, and trying publishes nothing.
     const mem = ringMemory(cap, cap / 2);
     const w = new ByteRingWriter(mem.sab, mem.byteOffset, cap);
-    t.is(w.reserve(maxBody + 1, 1), -1, `capacity ${cap}: maxBody + 1 at position cap / 2 of an empty ring`);
-    t.is(w.reserve(maxBody, 1), cap / 2 + RECORD_HEADER_BYTES, `capacity ${cap}: maxBody at position cap / 2 fills to the end`);
+    t.is(w.reserve(maxBody + 1, 1), -1, `capacity ${cap}: maxBody + 1`);
+    t.is(Atomics.load(mem.ctl, RING_HEAD), cap / 2, `capacity ${cap}: maxBody + 1 published nothing`);
   }
 });
 
@@ -345,9 +381,10 @@ test('ByteRing reserve returns -1 when records fill the ring to the last byte, a
     const mem = ringMemory(cap, 0);
     const w = new ByteRingWriter(mem.sab, mem.byteOffset, cap);
     const r = new ByteRingReader(mem.sab, mem.byteOffset, cap);
-    // Two maxBody records: exactly the whole ring, no wrap marker.
-    t.is(w.reserve(w.maxBody, 1), RECORD_HEADER_BYTES);
-    t.is(w.reserve(w.maxBody, 2), cap / 2 + RECORD_HEADER_BYTES);
+    const half = cap / 2 - RECORD_HEADER_BYTES;
+    // Two records of half the ring each: exactly the whole ring, no wrap marker.
+    t.is(w.reserve(half, 1), RECORD_HEADER_BYTES);
+    t.is(w.reserve(half, 2), cap / 2 + RECORD_HEADER_BYTES);
     t.is(w.reserve(0, 3), -1, 'an empty record does not fit a full ring');
     w.commit();
     t.is(w.pendingBytes(), cap);
@@ -357,7 +394,7 @@ test('ByteRing reserve returns -1 when records fill the ring to the last byte, a
     t.is(w.reserve(0, 3), -1, 'consumed but unreleased space stays taken');
     r.release();
     t.is(r.used(), cap / 2);
-    t.is(w.reserve(w.maxBody, 3), RECORD_HEADER_BYTES, 'released space is reused from offset 0');
+    t.is(w.reserve(half, 3), RECORD_HEADER_BYTES, 'released space is reused from offset 0');
     t.is(w.reserve(0, 4), -1);
     w.commit();
     t.is(r.read(), cap / 2 + RECORD_HEADER_BYTES);

@@ -15,6 +15,7 @@ import { Peer, type Message } from '../src/index.js';
 import { TestBus, within } from './helpers/remote-peer.js';
 import { Remote, nodeOf } from './fixtures/api-remote.js';
 import { receiveSizes, type Checked } from './fixtures/segments-peer-lib.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../shared/layout.js';
 
 const test = anyTest.serial as TestFn;
 
@@ -159,4 +160,19 @@ test('two peers opened in one thread each get their own segments through the thr
   const gotA = await receiveSizes(a, sizes, 21, 'sync', RECV_MS, kept);
   t.deepEqual([gotA.bad, gotA.stale, gotB.bad, gotB.stale], [[], [], [], []]);
   t.true(gotA.buffers >= 10 && gotB.buffers >= 10, `A used ${gotA.buffers} segments, B ${gotB.buffers}`);
+});
+
+test('sends of the largest size, each more than half the OUT ring, alternate with small ones and all arrive intact (padding records)', async (t) => {
+  const tb = await TestBus.start(t);
+  const s = await Remote.spawn(t, tb.bus, 3161, 'segments-peer');
+  const r = await Remote.spawn(t, tb.bus, 3162, 'segments-peer');
+  const [, to] = await nodeOf(tb.bus, r, s);
+  // The OUT ring holds one largest send (shared/layout.ts outRingBytes): after any small
+  // record, the next large one can neither fit before the end nor follow a wrap marker,
+  // so the sender pads the ring to its end first (shared/ring.ts).
+  const largest = DEFAULT_MAX_MESSAGE_BYTES;
+  const sizes = Array.from({ length: 10 }, (_, i) => [largest - 8 * i, 100 + i, 3000]).flat();
+  const [got, sent] = await Promise.all([receive(r, sizes, 41, 'async'), send(s, to, sizes, 41)]);
+  t.is(sent, sizes.length);
+  t.deepEqual([got.bad, got.stale], [[], []]);
 });

@@ -12,7 +12,7 @@
 
 import {
   OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_RELEASE_SLICES, OP_DESTROY_NODES, OP_QUERY,
-  OP_CLOSE, OP_RESUME, SEND_FLAG_STREAM, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, CTL_STATE, STATE_CLOSED,
+  OP_CLOSE, OP_RESUME, OP_PAD, SEND_FLAG_STREAM, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, CTL_STATE, STATE_CLOSED,
   STATE_DISCONNECTED, REASON_PROTOCOL, REASON_NONE, OP_WAIT, SEND_FLAG_WAIT,
 } from '../../shared/layout.js';
 import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
@@ -73,6 +73,8 @@ export class Dispatcher {
     const core = this.core;
     const i32 = peer.out.i32;
     const w = off >> 2;
+    // Ring padding (shared/ring.ts): nothing to do, whatever it holds.
+    if (op === OP_PAD) return Dispatch.Done;
     if (len < 4) return Dispatch.Violation;
     const reqId = i32[w] >>> 0;
     // Receipts first: a handle that arrived in a message this peer has since received is

@@ -64,6 +64,8 @@ export class Outbox {
   constructor(m: PeerTicket, link: PeerLink) {
     this.#link = link;
     this.out = new ByteRingWriter(m.inSab, m.outOffset, m.outRingBytes);
+    // A padding record is published on its own (shared/ring.ts): the coordinator must poll this ring to take it.
+    this.out.onPadPublished = () => link.kick();
     this.#outBuf = Buffer.from(m.inSab, this.out.u8.byteOffset, m.outRingBytes);
   }
 
