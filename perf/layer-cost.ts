@@ -2,7 +2,7 @@
  * What the everyday layer costs: request/reply and publish through the layer's API,
  * against the primitive round trip and the primitive partial multicast, in the same run.
  *
- *   node dist/perf/layer-cost.js [--quick] [--json FILE]
+ *   node dist/perf/layer-cost.js [--quick] [--only request-reply|pubsub] [--json FILE]
  *
  * Workloads (64-byte Uint8Array payloads; one request in flight; every peer in its own
  * worker made by bus.spawn):
@@ -14,7 +14,9 @@
  *                   publish is awaited; subscribers read and release everything.
  *                   Figure: microseconds per publish.
  * Each (workload, form) pair runs `runs` times alternately, after a warm-up; the median
- * is reported with the layer's overhead in percent (target: at most 20).
+ * is reported with the layer's overhead in percent (target: at most 20). Two figures:
+ * wall microseconds per operation, and the CPU time of the whole process (all threads)
+ * per operation, which a loaded machine disturbs far less.
  *
  * Standalone: this file is both the driver (main thread) and the workers (by role).
  */
@@ -199,17 +201,27 @@ async function pubsub(bus: Bus, layer: boolean): Promise<Setup> {
   return { driver: pub, all: [pub, ...subs] };
 }
 
-/** `runs` timed batches of `ops` operations after a warm-up; microseconds per operation of each. */
-async function measure(make: (bus: Bus) => Promise<Setup>, ops: number, runs: number): Promise<number[]> {
+/** One timed batch: wall microseconds per operation, and the CPU time of the whole process per operation. */
+interface Sample { us: number; cpuUs: number }
+
+/**
+ * `runs` timed batches of `ops` operations after a warm-up. The process's CPU time
+ * (every thread: the peers, the coordinator, this idle driver) is read around each batch:
+ * on a loaded machine it moves far less than the wall time.
+ */
+async function measure(make: (bus: Bus) => Promise<Setup>, ops: number, runs: number): Promise<Sample[]> {
   const bus = await Bus.start();
   const { driver, all, to } = await make(bus);
-  const out: number[] = [];
+  const out: Sample[] = [];
   try {
     driver.worker.postMessage({ n: Math.max(10, ops >> 2), to });
     await next(driver.worker, 'us');
     for (let r = 0; r < runs; r++) {
+      const c0 = process.cpuUsage();
       driver.worker.postMessage({ n: ops, to });
-      out.push((await next<{ us: number }>(driver.worker, 'us')).us);
+      const us = (await next<{ us: number }>(driver.worker, 'us')).us;
+      const c = process.cpuUsage(c0);
+      out.push({ us, cpuUs: (c.user + c.system) / ops });
     }
   } finally {
     await Promise.all(all.map((s) => s.worker.terminate()));
@@ -223,28 +235,45 @@ function median(xs: number[]): number {
   return s[s.length >> 1];
 }
 
+interface Row {
+  workload: string;
+  primitiveUs: number; layerUs: number; overheadPct: number;
+  primitiveCpuUs: number; layerCpuUs: number; cpuOverheadPct: number;
+  primitiveRuns: Sample[]; layerRuns: Sample[];
+}
+
 async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  const jsonAt = process.argv.indexOf('--json');
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const jsonAt = args.indexOf('--json');
+  const onlyAt = args.indexOf('--only');
+  const only = onlyAt >= 0 ? args[onlyAt + 1] : undefined;
   const ops = quick ? 500 : 5000;
   const runs = quick ? 3 : 5;
-  const rows: Array<{ workload: string; primitiveUs: number; layerUs: number; overheadPct: number; primitiveRuns: number[]; layerRuns: number[] }> = [];
+  const rows: Row[] = [];
   for (const [workload, make] of [['request-reply', reqrep], ['pubsub', pubsub]] as const) {
+    if (only !== undefined && only !== workload) continue;
     // Alternate the forms so that both see the same machine state.
-    const prim: number[] = [];
-    const lay: number[] = [];
+    const prim: Sample[] = [];
+    const lay: Sample[] = [];
     for (let round = 0; round < 2; round++) {
       prim.push(...await measure((bus) => make(bus, false), ops, runs));
       lay.push(...await measure((bus) => make(bus, true), ops, runs));
     }
-    const p = median(prim), l = median(lay);
-    rows.push({ workload, primitiveUs: p, layerUs: l, overheadPct: ((l - p) / p) * 100, primitiveRuns: prim, layerRuns: lay });
+    const p = median(prim.map((x) => x.us)), l = median(lay.map((x) => x.us));
+    const pc = median(prim.map((x) => x.cpuUs)), lc = median(lay.map((x) => x.cpuUs));
+    rows.push({
+      workload, primitiveUs: p, layerUs: l, overheadPct: ((l - p) / p) * 100,
+      primitiveCpuUs: pc, layerCpuUs: lc, cpuOverheadPct: ((lc - pc) / pc) * 100, primitiveRuns: prim, layerRuns: lay,
+    });
   }
-  console.log('workload        primitive us/op   layer us/op   layer overhead');
+  console.log('workload        primitive us/op   layer us/op   layer overhead   primitive cpu-us/op   layer cpu-us/op   cpu overhead');
+  const pct = (x: number) => (x.toFixed(1) + ' %').padStart(17);
   for (const r of rows) {
-    console.log(`${r.workload.padEnd(16)}${r.primitiveUs.toFixed(2).padStart(15)}${r.layerUs.toFixed(2).padStart(14)}${(r.overheadPct.toFixed(1) + ' %').padStart(17)}`);
+    console.log(`${r.workload.padEnd(16)}${r.primitiveUs.toFixed(2).padStart(15)}${r.layerUs.toFixed(2).padStart(14)}${pct(r.overheadPct)}` +
+      `${r.primitiveCpuUs.toFixed(2).padStart(22)}${r.layerCpuUs.toFixed(2).padStart(18)}${pct(r.cpuOverheadPct)}`);
   }
-  if (jsonAt > 0) writeFileSync(process.argv[jsonAt + 1], JSON.stringify({ ops, runs, rows }, null, 2));
+  if (jsonAt >= 0) writeFileSync(args[jsonAt + 1], JSON.stringify({ ops, runs, rows }, null, 2));
 }
 
 if (isMainThread) await main();

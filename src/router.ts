@@ -95,6 +95,11 @@ export const IDLE_MS = 50;
 /** Answered requests whose reply nodes are destroyed in one transaction. */
 export const RETIRE_BATCH = 32;
 
+/** Resolves once the current task's microtasks have run (setImmediate). */
+function afterMicrotasks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** The route of a spare reply node being retired: its node-destroy ends it, nothing else comes. */
 const RETIRED: OwnedRoute = {
   onData: (msg) => msg.release(),
@@ -118,6 +123,8 @@ export class Layer implements MessageLayer {
   #stashHead = 0;
   #wanted = 0;
   #pumping = false;
+  /** The pump is in sleepHead() (only then does it need a wake when nothing is wanted any more). */
+  #sleeping = false;
 
   constructor(peer: LayerPeer, core: PeerCore) {
     this.peer = peer;
@@ -194,7 +201,7 @@ export class Layer implements MessageLayer {
     this.#wanted = Math.max(0, this.#wanted + delta);
     if (this.#wanted > 0 && !this.#pumping) void this.#pump();
     // A pump asleep with nothing left to wait for: let it go now, not at its timeout.
-    else if (this.#wanted === 0 && this.#pumping) this.core.wakeHead();
+    else if (this.#wanted === 0 && this.#sleeping) this.core.wakeHead();
   }
 
   watch(to: HandleId, w: Watcher): void {
@@ -320,6 +327,8 @@ export class Layer implements MessageLayer {
 
   async #pump(): Promise<void> {
     this.#pumping = true;
+    // The head word the pump last slept on: a different one means messages came meanwhile.
+    let slept = this.core.headWord();
     try {
       while (this.#wanted > 0) {
         if (!this.peer.isOpen) {
@@ -335,7 +344,21 @@ export class Layer implements MessageLayer {
         }
         if (this.#wanted === 0) break;
         if (stashed) continue;
-        await this.core.sleepHead(seen);
+        if (seen !== slept) {
+          // Something arrived since the last sleep and was routed (an event, a reply): its
+          // waiter runs in this task's microtasks and usually wants the next one at once.
+          // Let it run before spinning, so that the pump neither spins in its way nor falls
+          // asleep and has to be woken when the count dips to 0 for a moment.
+          slept = seen;
+          await afterMicrotasks();
+          continue;
+        }
+        this.#sleeping = true;
+        try {
+          await this.core.sleepHead(seen);
+        } finally {
+          this.#sleeping = false;
+        }
       }
     } finally {
       this.#pumping = false;
