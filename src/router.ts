@@ -22,6 +22,10 @@
  *     the stash first: the user sees every other message, in order, exactly once;
  *   - the pump runs only while `wanted` > 0 (pending requests, waiting iterators, layer
  *     nodes whose node-destroy is still due), and stops within one wait when it drops to 0;
+ *   - after routing a message the pump lets the current microtasks run before it spins or
+ *     sleeps: the waiter it woke (an iterator, a request) usually wants the next message
+ *     at once, and then finds the pump still running, so a stream of events or replies
+ *     costs one wake-up per message, as for recv(), not a sleep, a self-wake and a restart;
  *   - at most one spare reply node exists, made ahead of the next request without
  *     blocking; answered requests' reply nodes are destroyed RETIRE_BATCH at a time; both
  *     go once the layer idles for IDLE_MS (until then each holds a handle of the uid);
