@@ -127,6 +127,8 @@ export class Layer implements MessageLayer {
   #stashHead = 0;
   #wanted = 0;
   #pumping = false;
+  /** Messages handed to a route (which may wake a waiter): the pump yields after any. */
+  #woke = 0;
   /** The pump is in sleepHead() (only then does it need a wake when nothing is wanted any more). */
   #sleeping = false;
 
@@ -156,6 +158,7 @@ export class Layer implements MessageLayer {
         // A peer that never used request() or subscribe() owns no layer node: no lookup per message.
         const r = this.owned.size === 0 ? undefined : this.owned.get(dest);
         if (r !== undefined) {
+          this.#woke++;
           r.onData(msg);
           return true;
         }
@@ -187,6 +190,7 @@ export class Layer implements MessageLayer {
       case 'node-release': {
         const r = this.owned.get(dest);
         if (r === undefined) return false;
+        this.#woke++;
         r.onReleased();
         return true;
       }
@@ -331,8 +335,6 @@ export class Layer implements MessageLayer {
 
   async #pump(): Promise<void> {
     this.#pumping = true;
-    // The head word the pump last slept on: a different one means messages came meanwhile.
-    let slept = this.core.headWord();
     try {
       while (this.#wanted > 0) {
         if (!this.peer.isOpen) {
@@ -340,6 +342,7 @@ export class Layer implements MessageLayer {
           return;
         }
         const seen = this.core.headWord();
+        const woke = this.#woke;
         let m: Message | undefined;
         let stashed = false;
         while ((m = this.core.recvRing()) !== undefined) {
@@ -348,12 +351,11 @@ export class Layer implements MessageLayer {
         }
         if (this.#wanted === 0) break;
         if (stashed) continue;
-        if (seen !== slept) {
-          // Something arrived since the last sleep and was routed (an event, a reply): its
-          // waiter runs in this task's microtasks and usually wants the next one at once.
-          // Let it run before spinning, so that the pump neither spins in its way nor falls
-          // asleep and has to be woken when the count dips to 0 for a moment.
-          slept = seen;
+        if (this.#woke !== woke) {
+          // A route took a message (an event, a reply): its waiter runs in this task's
+          // microtasks and usually wants the next one at once. Let it run before spinning,
+          // so that the pump neither spins in its way nor falls asleep and has to be woken
+          // when the count dips to 0 for a moment.
           await afterMicrotasks();
           continue;
         }
