@@ -7,7 +7,7 @@
  */
 
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { Bus } from '../src/index.js';
+import { Bus, BusError } from '../src/index.js';
 import { Everyday, backAtMax, within } from './fixtures/everyday-remote.js';
 
 const test = anyTest.serial as TestFn;
@@ -114,6 +114,21 @@ test('an iteration ends when the publisher drops the subscription, and when the 
   await pub.spawned.worker.terminate();
   t.true((await until(() => state(b.peer, subB), (s) => s.ended, 'b ended')).ended);
   await backAtMax(t, bus, { 1001: 0, 1002: 1, 1003: 1 });
+});
+
+test('a publish with opts that are not an object is refused with EINVAL and sends nothing', async (t) => {
+  const { bus, pub, subscriber } = await setup(t);
+  const a = await subscriber(1002);
+  const subA = await a.peer.call<number>('subscribe', a.events);
+  await until(() => size(pub), (s) => s.size === 1, 'a subscribed');
+  for (const bad of [null, 5, 'handles']) {
+    await t.throwsAsync(pub.call('publish', 'bad', bad), { instanceOf: BusError, code: 'EINVAL', message: /opts must be an object/ });
+  }
+  t.like(await pub.call<Report>('publish', 'good', { handles: [] }), { delivered: 1, dropped: 0, refused: [] });
+  t.deepEqual((await until(() => state(a.peer, subA), (s) => s.events.length >= 1, 'a got it')).events, ['good'], 'only the good publish arrived');
+  await a.peer.call('subClose', subA);
+  await until(() => pub.call<Report>('publish', 'after'), (r) => r.delivered === 0, 'a gone');
+  await backAtMax(t, bus, { 1001: 1, 1002: 1 });
 });
 
 test('subscribing to a destroyed node fails with ESHUTDOWN and leaves nothing behind', async (t) => {
