@@ -22,6 +22,10 @@
  *     the stash first: the user sees every other message, in order, exactly once;
  *   - the pump runs only while `wanted` > 0 (pending requests, waiting iterators, layer
  *     nodes whose node-destroy is still due), and stops within one wait when it drops to 0;
+ *   - after routing a message the pump lets the current microtasks run before it spins or
+ *     sleeps: the waiter it woke (an iterator, a request) usually wants the next message
+ *     at once, and then finds the pump still running, so a stream of events or replies
+ *     costs one wake-up per message, as for recv(), not a sleep, a self-wake and a restart;
  *   - at most one spare reply node exists, made ahead of the next request without
  *     blocking; answered requests' reply nodes are destroyed RETIRE_BATCH at a time; both
  *     go once the layer idles for IDLE_MS (until then each holds a handle of the uid);
@@ -95,6 +99,11 @@ export const IDLE_MS = 50;
 /** Answered requests whose reply nodes are destroyed in one transaction. */
 export const RETIRE_BATCH = 32;
 
+/** Resolves once the current task's microtasks have run (setImmediate). */
+function afterMicrotasks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** The route of a spare reply node being retired: its node-destroy ends it, nothing else comes. */
 const RETIRED: OwnedRoute = {
   onData: (msg) => msg.release(),
@@ -118,6 +127,10 @@ export class Layer implements MessageLayer {
   #stashHead = 0;
   #wanted = 0;
   #pumping = false;
+  /** Messages handed to a route (which may wake a waiter): the pump yields after any. */
+  #woke = 0;
+  /** The pump is in sleepHead() (only then does it need a wake when nothing is wanted any more). */
+  #sleeping = false;
 
   constructor(peer: LayerPeer, core: PeerCore) {
     this.peer = peer;
@@ -145,6 +158,7 @@ export class Layer implements MessageLayer {
         // A peer that never used request() or subscribe() owns no layer node: no lookup per message.
         const r = this.owned.size === 0 ? undefined : this.owned.get(dest);
         if (r !== undefined) {
+          this.#woke++;
           r.onData(msg);
           return true;
         }
@@ -176,6 +190,7 @@ export class Layer implements MessageLayer {
       case 'node-release': {
         const r = this.owned.get(dest);
         if (r === undefined) return false;
+        this.#woke++;
         r.onReleased();
         return true;
       }
@@ -194,7 +209,7 @@ export class Layer implements MessageLayer {
     this.#wanted = Math.max(0, this.#wanted + delta);
     if (this.#wanted > 0 && !this.#pumping) void this.#pump();
     // A pump asleep with nothing left to wait for: let it go now, not at its timeout.
-    else if (this.#wanted === 0 && this.#pumping) this.core.wakeHead();
+    else if (this.#wanted === 0 && this.#sleeping) this.core.wakeHead();
   }
 
   watch(to: HandleId, w: Watcher): void {
@@ -327,6 +342,7 @@ export class Layer implements MessageLayer {
           return;
         }
         const seen = this.core.headWord();
+        const woke = this.#woke;
         let m: Message | undefined;
         let stashed = false;
         while ((m = this.core.recvRing()) !== undefined) {
@@ -335,7 +351,20 @@ export class Layer implements MessageLayer {
         }
         if (this.#wanted === 0) break;
         if (stashed) continue;
-        await this.core.sleepHead(seen);
+        if (this.#woke !== woke) {
+          // A route took a message (an event, a reply): its waiter runs in this task's
+          // microtasks and usually wants the next one at once. Let it run before spinning,
+          // so that the pump neither spins in its way nor falls asleep and has to be woken
+          // when the count dips to 0 for a moment.
+          await afterMicrotasks();
+          continue;
+        }
+        this.#sleeping = true;
+        try {
+          await this.core.sleepHead(seen);
+        } finally {
+          this.#sleeping = false;
+        }
       }
     } finally {
       this.#pumping = false;

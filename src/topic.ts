@@ -136,12 +136,20 @@ export interface PublishReport {
   dropped: number;
 }
 
+/** Every event's send flags: a partial multicast, tagged as an event. */
+const EVENT_FLAGS = SEND_FLAG_PARTIAL | (TAG_EVENT << TAG_SHIFT);
+
 /** The publisher's side: the subscriptions it keeps. */
 export class Topic {
   #layer: Layer;
   #subs: HeldHandle[] = [];
-  /** The handles of #subs, for publish (null: to be rebuilt). */
+  /**
+   * What publish() sends to, rebuilt only when the subscriptions change (null: to be
+   * rebuilt): the handles, and the HeldHandle of each at the same index. Both are
+   * replaced, never changed, so a publish in progress keeps the ones it started with.
+   */
   #handles: HandleId[] | null = null;
+  #sent: HeldHandle[] = [];
   #dropped = 0;
   #closed = false;
 
@@ -168,23 +176,29 @@ export class Topic {
     this.#handles = null;
   }
 
-  /** Send one event to every subscription: one partial multicast (per 1024 subscribers). */
-  async publish(data: unknown, opts: { handles?: HandleId[] } = {}): Promise<PublishReport> {
+  /**
+   * Send one event to every subscription: one partial multicast (per MAX_DESTINATIONS
+   * subscribers). Per publish this allocates only the report and its `refused` array:
+   * the destination list is kept while the subscriptions stay the same.
+   */
+  async publish(data: unknown, opts?: { handles?: HandleId[] }): Promise<PublishReport> {
     if (this.#closed) throw new BusError('EINVAL', 'topic.publish(): the topic is closed');
+    if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw new BusError('EINVAL', 'topic.publish(): opts must be an object');
     const report: PublishReport = { delivered: 0, refused: [], dropped: 0 };
-    const subs = this.#subs;
-    if (subs.length > 0) {
-      // The destination list is rebuilt only when the subscriptions change.
-      const all = this.#handles ??= subs.map((h) => h.handle);
-      const flags = SEND_FLAG_PARTIAL | (TAG_EVENT << TAG_SHIFT);
-      const chunks: HeldHandle[][] = [];
-      for (let i = 0; i < subs.length; i += MAX_DESTINATIONS) chunks.push(subs.slice(i, i + MAX_DESTINATIONS));
-      for (let c = 0; c < chunks.length; c++) {
-        const to = chunks.length === 1 ? all : all.slice(c * MAX_DESTINATIONS, (c + 1) * MAX_DESTINATIONS);
-        const r = await this.#layer.core.send(to, data, opts.handles, flags) as SendReport;
+    let all = this.#handles;
+    if (all === null && this.#subs.length > 0) {
+      this.#sent = this.#subs.slice();
+      all = this.#handles = this.#sent.map((h) => h.handle);
+    }
+    if (all !== null) {
+      const sent = this.#sent;
+      const n = all.length;
+      for (let at = 0; at < n; at += MAX_DESTINATIONS) {
+        const to = n <= MAX_DESTINATIONS ? all : all.slice(at, at + MAX_DESTINATIONS);
+        const r = await this.#layer.core.send(to, data, opts?.handles, EVENT_FLAGS) as SendReport;
         report.delivered += r.delivered.length;
         for (const { destination, error } of r.refused) {
-          const h = chunks[c].find((x) => x.handle === destination)!;
+          const h = sent[all.indexOf(destination, at)];
           if (error.code === 'ESHUTDOWN') {
             // Gone: its node-destroy is on its way and will release our handle (src/router.ts).
             h.dead = true;
@@ -207,6 +221,7 @@ export class Topic {
     const subs = this.#subs;
     this.#subs = [];
     this.#handles = null;
+    this.#sent = [];
     for (const h of subs) {
       h.topic = null;
       if (!h.dead) this.#layer.dropHeld(h);

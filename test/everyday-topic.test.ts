@@ -3,11 +3,13 @@
  * multicast, so a stalled subscriber whose uid runs out of quota misses events (EDQUOT,
  * reported with its uid) while a fast one gets every event; subscriptions that are closed
  * or whose subscriber died are dropped and counted; an iteration ends when the publisher
- * drops the subscription or is gone; and every uid is back at its maximum afterwards.
+ * drops the subscription or is gone; a topic of more than 1024 subscriptions publishes in
+ * chunks and reports every chunk's refusals and drops; bad publish options are EINVAL; and
+ * every uid is back at its maximum afterwards.
  */
 
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { Bus } from '../src/index.js';
+import { Bus, BusError } from '../src/index.js';
 import { Everyday, backAtMax, within } from './fixtures/everyday-remote.js';
 
 const test = anyTest.serial as TestFn;
@@ -116,6 +118,21 @@ test('an iteration ends when the publisher drops the subscription, and when the 
   await backAtMax(t, bus, { 1001: 0, 1002: 1, 1003: 1 });
 });
 
+test('a publish with opts that are not an object is refused with EINVAL and sends nothing', async (t) => {
+  const { bus, pub, subscriber } = await setup(t);
+  const a = await subscriber(1002);
+  const subA = await a.peer.call<number>('subscribe', a.events);
+  await until(() => size(pub), (s) => s.size === 1, 'a subscribed');
+  for (const bad of [null, 5, 'handles']) {
+    await t.throwsAsync(pub.call('publish', 'bad', bad), { instanceOf: BusError, code: 'EINVAL', message: /opts must be an object/ });
+  }
+  t.like(await pub.call<Report>('publish', 'good', { handles: [] }), { delivered: 1, dropped: 0, refused: [] });
+  t.deepEqual((await until(() => state(a.peer, subA), (s) => s.events.length >= 1, 'a got it')).events, ['good'], 'only the good publish arrived');
+  await a.peer.call('subClose', subA);
+  await until(() => pub.call<Report>('publish', 'after'), (r) => r.delivered === 0, 'a gone');
+  await backAtMax(t, bus, { 1001: 1, 1002: 1 });
+});
+
 test('subscribing to a destroyed node fails with ESHUTDOWN and leaves nothing behind', async (t) => {
   const { bus, pub, subscriber } = await setup(t);
   const a = await subscriber(1002);
@@ -123,4 +140,39 @@ test('subscribing to a destroyed node fails with ESHUTDOWN and leaves nothing be
   await until(() => a.peer.call<{ kind: string }>('recvValue'), (m) => m.kind === 'node-destroy', 'node-destroy');
   await t.throwsAsync(a.peer.call('subscribe', a.events), { message: /destroyed|shut/ });
   await backAtMax(t, bus, { 1001: 0, 1002: 1 });
+});
+
+test('a topic of more subscriptions than one multicast may name publishes in chunks, and reports refusals and drops in every chunk', async (t) => {
+  // MAX_DESTINATIONS (1024) per partial multicast: 1025 subscriptions of uid 1002 and one
+  // stalled subscription of uid 1003 (a small limit) put the stalled one in the second chunk.
+  const { bus, pub, subscriber } = await setup(t, { 1003: { messages: 2 } });
+  const many = await subscriber(1002);
+  const stalled = await subscriber(1003);
+  const nodes = await within(60_000, many.peer.call<number[]>('subscribeMany', many.events, 1025), 'subscribe 1025 times');
+  const slowSub = await stalled.peer.call<number>('subscribe', stalled.events, 'slow', true);
+  await until(() => size(pub), (s) => s.size === 1026, 'all subscribed');
+  const reports: Report[] = [];
+  for (let i = 0; i < 4; i++) reports.push(await within(CALL_MS, pub.call<Report>('publish', i), `publish ${i}`));
+  for (const r of reports) t.is(r.delivered + r.refused.length, 1026, 'each event went to every subscription or was refused');
+  t.is(reports[0].delivered, 1026, 'the first event reaches every subscription');
+  t.true(reports.some((r) => r.refused.length > 0), 'the stalled one ran out of quota');
+  for (const r of reports.flatMap((x) => x.refused)) t.deepEqual(r, { uid: 1003, code: 'EDQUOT', errorUid: 1003 }, 'refused in the second chunk, with its uid');
+  const counts = await until(() => many.peer.call<number[]>('subCounts', nodes), (c) => c.every((n) => n === 4), 'every subscription got 4');
+  t.is(counts.length, 1025);
+  // One subscription closed in each chunk: the next publishes drop and count both.
+  await many.peer.call('subClose', nodes[0]);
+  await stalled.peer.call('subClose', slowSub);
+  let dropped = 0;
+  let last: Report;
+  const deadline = Date.now() + CALL_MS;
+  do {
+    last = await pub.call<Report>('publish', 'after');
+    dropped += last.dropped;
+  } while (dropped < 2 && Date.now() < deadline);
+  t.is(dropped, 2);
+  t.is(last.delivered, 1024, 'the live subscriptions still get it');
+  t.is((await size(pub)).size, 1024);
+  for (const node of nodes.slice(1)) await many.peer.call('subClose', node);
+  await until(() => pub.call<Report>('publish', 'end'), (r) => r.delivered === 0, 'all gone');
+  await backAtMax(t, bus, { 1001: 1, 1002: 1, 1003: 1 });
 });
