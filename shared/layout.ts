@@ -91,6 +91,13 @@ export const CONTROL_BYTES = 256;
 // ---- Doorbell (Int32 indices) -------------------------------------------------------------
 export const BELL_COUNTER = 0;
 export const BELL_CONTROL = 32;
+/** The coordinator's sleeps so far (shared/wait.ts sleepsSoFar), written by it alone; read by perf/wakes.ts. */
+export const BELL_SLEEPS = 48;
+/**
+ * Spin slots (shared/wait.ts Spinner): up to 4 owner words from here, then their 4 beat
+ * words. Advice only, never trusted.
+ */
+export const BELL_SPIN_SLOTS = 40;
 export const BELL_MAP = 64;
 /** Peers that can have a bell of their own at once; later ones are polled every round. */
 export const MAX_BELLS = 1 << 16;

@@ -29,7 +29,8 @@
 
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Coordinator, type CoordinatorConfig } from '../src/coordinator/coordinator.js';
-import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL } from '../shared/layout.js';
+import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL, BELL_SLEEPS, BELL_SPIN_SLOTS } from '../shared/layout.js';
+import { PEER_SPINNERS, Spinner, blockWhileEqual, sleepsSoFar } from '../shared/wait.js';
 import { BusError } from '../src/errors.js';
 import type { ControlRequest, ControlReply } from '../src/control.js';
 
@@ -119,15 +120,21 @@ port.on('message', (req: ControlRequest) => {
 /** When the data path last had work (performance.now()), and whether it had any since. */
 let lastWork = 0;
 let hadWork = false;
+/** Event-loop sleeps (not through shared/wait.ts, which would keep this thread alive); BELL_SLEEPS adds them. */
+let coldSleeps = 0;
 
 function loop(): void {
   if (stopped) return;
   const sliceEnd = performance.now() + LOOP_SLICE_MS;
   let idleSince = -1;
+  // Set when a round woke a sleeping receiver while every spare core holds a spinning peer.
+  let handOver = false;
   for (let round = 1; ; round++) {
+    const woken = coordinator.woken;
     if (coordinator.runOnce() > 0) {
       idleSince = -1;
       hadWork = true;
+      if (coordinator.woken !== woken && Spinner.allHeld(doorbell, BELL_SPIN_SLOTS, PEER_SPINNERS)) handOver = true;
       if ((round & 63) === 0 && performance.now() > sliceEnd) return yieldToEvents();
       continue;
     }
@@ -138,10 +145,13 @@ function loop(): void {
       hadWork = false;
     }
     if (now > sliceEnd || Atomics.load(doorbell, BELL_CONTROL) !== 0) return yieldToEvents();
-    if (now - idleSince < IDLE_SPIN_MS) continue;
+    // The thread just woken can only run on this core: block now rather than spin.
+    if (!handOver && now - idleSince < IDLE_SPIN_MS) continue;
     if (now - lastWork >= WARM_MS) return sleepCold();
     if (!coordinator.beginSleep()) continue;
-    const r = Atomics.wait(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : BLOCK_SLICE_MS);
+    handOver = false;
+    const r = blockWhileEqual(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : BLOCK_SLICE_MS);
+    Atomics.store(doorbell, BELL_SLEEPS, sleepsSoFar() + coldSleeps);
     if (r === 'timed-out') return yieldToEvents();
     idleSince = -1;
   }
@@ -158,6 +168,8 @@ function sleepCold(): void {
   if (!coordinator.beginSleep()) return yieldToEvents();
   const w = Atomics.waitAsync(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : IDLE_SLEEP_MS);
   if (!w.async) return yieldToEvents();
+  coldSleeps++;
+  Atomics.store(doorbell, BELL_SLEEPS, sleepsSoFar() + coldSleeps);
   void w.value.then((r) => {
     // Woken by a peer: the bus is busy again, so the next waits are warm ones.
     if (r !== 'timed-out') lastWork = performance.now();

@@ -15,7 +15,7 @@
  * and sleepSeen. Invariant: peer.polled is true exactly while the peer is in `active`.
  */
 
-import { CTL_BELL, DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL } from '../../shared/layout.js';
+import { CTL_BELL, DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL, RING_CONSUMER_SLEEPING } from '../../shared/layout.js';
 import type { PeerState } from './peer-state.js';
 import type { CoordinatorCore } from './core.js';
 
@@ -32,6 +32,8 @@ export class Bells {
   readonly freeBells: number[] = [];
   /** The doorbell counter seen before the last beginSleep() check; the wait is on it. */
   sleepSeen = 0;
+  /** Sleeping receivers woken by deliverWakes() so far (the coordinator loop yields its core after one). */
+  woken = 0;
 
   constructor(readonly core: CoordinatorCore) {}
 
@@ -112,8 +114,10 @@ export class Bells {
   deliverWakes(): void {
     const w = this.core.wakes;
     for (let i = 0; i < w.length; i++) {
-      w[i].inWakeList = false;
-      w[i].wakeIfPending();
+      const p = w[i];
+      p.inWakeList = false;
+      if (p.wakePending && Atomics.load(p.desc.ctl, RING_CONSUMER_SLEEPING) !== 0) this.woken++;
+      p.wakeIfPending();
     }
     w.length = 0;
   }
