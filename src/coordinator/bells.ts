@@ -32,6 +32,8 @@ export class Bells {
   readonly freeBells: number[] = [];
   /** The doorbell counter seen before the last beginSleep() check; the wait is on it. */
   sleepSeen = 0;
+  /** The last number a consumer-sleeping flag was raised with (#raise). */
+  #flagNumber = 1;
   /** Sleeping receivers woken by deliverWakes() so far (the coordinator loop yields its core after one). */
   woken = 0;
 
@@ -49,6 +51,15 @@ export class Bells {
       this.bells[bell] = peer;
     }
     peer.out.setConsumerSleeping(true);
+  }
+
+  /**
+   * Raise the peer's OUT consumer-sleeping flag with a number it has not seen: the peer
+   * rings once per number (src/peer/outbox.ts commit), not once per record.
+   */
+  #raise(peer: PeerState): void {
+    this.#flagNumber = (this.#flagNumber + 1) | 0 || 1;
+    Atomics.store(peer.out.ctl, RING_CONSUMER_SLEEPING, this.#flagNumber);
   }
 
   /** Take every rung bell and poll those peers from now on. */
@@ -82,7 +93,7 @@ export class Bells {
    */
   release(peer: PeerState, i: number): boolean {
     if (this.active[i] !== peer || peer.bell === NO_BELL || peer.stalled || peer.overflow.length > 0) return false;
-    peer.out.setConsumerSleeping(true);
+    this.#raise(peer);
     if (peer.out.hasData()) {
       peer.out.setConsumerSleeping(false);
       peer.idlePolls = 0;
@@ -130,7 +141,11 @@ export class Bells {
   beginSleep(): boolean {
     const active = this.active;
     for (let i = 0; i < active.length; i++) {
-      if (active[i].open && this.release(active[i], i)) i--;
+      const p = active[i];
+      if (!p.open) continue;
+      if (this.release(p, i)) i--;
+      // A peer without a bell keeps its flag up; a new number makes it ring for this sleep.
+      else if (p.bell === NO_BELL) this.#raise(p);
     }
     this.sleepSeen = Atomics.load(this.doorbellI32, BELL_COUNTER);
     return !this.hasWork();
