@@ -56,17 +56,17 @@ export const MAX_SLEEP_MS = 1000;
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
 
-/** Sleeps of this thread so far (see sleepsSoFar). */
-let sleeps = 0;
+/** Wake-ups of this thread so far (see wakesSoFar). */
+let wakes = 0;
 
 /**
- * How many times this thread has really gone to sleep: a blocking wait that did not
- * return 'not-equal', or an async wait that was pending. Each one ends in a futex wake
- * or a timeout, so the difference across a request/reply loop, summed over the threads,
- * is the wake-ups that loop paid (perf/wakes.ts).
+ * How many times this thread has been woken from a sleep by a notify: a blocking or
+ * async wait that slept and ended 'ok' (a timeout is not a wake-up). The difference
+ * across a request/reply loop, summed over the threads, is the futex wakes that loop
+ * paid (perf/wakes.ts, test/wakes.test.ts).
  */
-export function sleepsSoFar(): number {
-  return sleeps;
+export function wakesSoFar(): number {
+  return wakes;
 }
 
 /** Spin until i32[index] differs from `seen`; true if it changed within `loads` loads. */
@@ -205,11 +205,11 @@ export function sleepWhileEqual(
   return result;
 }
 
-/** Atomics.wait, capped at MAX_SLEEP_MS and counted (sleepsSoFar); no sleeping flag. */
+/** Atomics.wait, capped at MAX_SLEEP_MS, its wake-ups counted (wakesSoFar); no sleeping flag. */
 export function blockWhileEqual(i32: Int32Array, index: number, seen: number, timeoutMs: number): WaitResult {
   // Not Math.min: a NaN timeout (no timeout, to Atomics.wait) must be capped like Infinity.
   const result = Atomics.wait(i32, index, seen, timeoutMs < MAX_SLEEP_MS ? timeoutMs : MAX_SLEEP_MS);
-  if (result !== 'not-equal') sleeps++;
+  if (result === 'ok') wakes++;
   return result;
 }
 
@@ -228,10 +228,10 @@ export function sleepWhileEqualAsync(
     if (flagIndex >= 0) Atomics.store(i32, flagIndex, 0);
     return w.value;
   }
-  sleeps++;
   holdLoop();
   return w.value.then((r) => {
     releaseLoop();
+    if (r === 'ok') wakes++;
     if (flagIndex >= 0) Atomics.store(i32, flagIndex, 0);
     return r;
   });

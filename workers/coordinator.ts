@@ -29,8 +29,8 @@
 
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Coordinator, type CoordinatorConfig } from '../src/coordinator/coordinator.js';
-import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL, BELL_SLEEPS, BELL_SPIN_SLOTS } from '../shared/layout.js';
-import { PEER_SPINNERS, Spinner, blockWhileEqual, sleepsSoFar } from '../shared/wait.js';
+import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL, BELL_WAKES, BELL_SPIN_SLOTS } from '../shared/layout.js';
+import { PEER_SPINNERS, Spinner, blockWhileEqual, wakesSoFar } from '../shared/wait.js';
 import { BusError } from '../src/errors.js';
 import type { ControlRequest, ControlReply } from '../src/control.js';
 
@@ -120,8 +120,8 @@ port.on('message', (req: ControlRequest) => {
 /** When the data path last had work (performance.now()), and whether it had any since. */
 let lastWork = 0;
 let hadWork = false;
-/** Event-loop sleeps (not through shared/wait.ts, which would keep this thread alive); BELL_SLEEPS adds them. */
-let coldSleeps = 0;
+/** Wake-ups from event-loop sleeps (not through shared/wait.ts, which would keep this thread alive); BELL_WAKES adds them. */
+let coldWakes = 0;
 
 function loop(): void {
   if (stopped) return;
@@ -151,8 +151,8 @@ function loop(): void {
     if (!coordinator.beginSleep()) continue;
     handOver = false;
     const r = blockWhileEqual(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : BLOCK_SLICE_MS);
-    Atomics.store(doorbell, BELL_SLEEPS, sleepsSoFar() + coldSleeps);
     if (r === 'timed-out') return yieldToEvents();
+    Atomics.store(doorbell, BELL_WAKES, wakesSoFar() + coldWakes);
     idleSince = -1;
   }
 }
@@ -168,11 +168,12 @@ function sleepCold(): void {
   if (!coordinator.beginSleep()) return yieldToEvents();
   const w = Atomics.waitAsync(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : IDLE_SLEEP_MS);
   if (!w.async) return yieldToEvents();
-  coldSleeps++;
-  Atomics.store(doorbell, BELL_SLEEPS, sleepsSoFar() + coldSleeps);
   void w.value.then((r) => {
     // Woken by a peer: the bus is busy again, so the next waits are warm ones.
-    if (r !== 'timed-out') lastWork = performance.now();
+    if (r !== 'timed-out') {
+      lastWork = performance.now();
+      Atomics.store(doorbell, BELL_WAKES, wakesSoFar() + ++coldWakes);
+    }
     loop();
   });
 }

@@ -23,7 +23,9 @@ import {
   DESC_NHANDLES_MASK, TAG_SHIFT, RING_HEAD, RING_CONSUMER_SLEEPING, BELL_SPIN_SLOTS,
 } from '../../shared/layout.js';
 import { RING_EMPTY } from '../../shared/ring.js';
-import { PEER_SPINNERS, Spinner, sleepWhileEqual, sleepWhileEqualAsync, type WaitResult } from '../../shared/wait.js';
+import {
+  PEER_SPINNERS, SPIN_LOADS, Spinner, sleepWhileEqual, sleepWhileEqualAsync, spinWhileEqual, type WaitResult,
+} from '../../shared/wait.js';
 import { Message, type HandleId, type SliceOwner } from '../message.js';
 import type { Layer } from '../router.js';
 import type { PeerLink } from './link.js';
@@ -40,6 +42,8 @@ export class Inbox implements SliceOwner {
   #flushReleasesFn = () => this.flushReleases();
   /** How long a receive spins before it sleeps (shared/wait.ts Spinner): one per peer. */
   readonly #spinner: Spinner;
+  /** PeerLink.nextReq at the last wait: a wait after a request is waiting for an answer. */
+  #reqAtWait = 0;
 
   constructor(link: PeerLink, outbox: Outbox) {
     this.#link = link;
@@ -56,10 +60,9 @@ export class Inbox implements SliceOwner {
    */
   waitSync(seen: number, since: number, timeoutMs: number): WaitResult {
     const head = this.#link.desc.ctl;
-    const spinner = this.#spinner;
-    if (spinner.spin(head, RING_HEAD, seen)) return 'not-equal';
+    if (this.spin(seen)) return 'not-equal';
     const r = sleepWhileEqual(head, RING_HEAD, seen, RING_CONSUMER_SLEEPING, timeoutMs);
-    if (r !== 'timed-out') spinner.woke(since);
+    if (r !== 'timed-out') this.#spinner.woke(since);
     return r;
   }
 
@@ -138,9 +141,21 @@ export class Inbox implements SliceOwner {
     this.#spinner.release();
   }
 
-  /** The receive spin of recv() and waitHead(): true when the head moved from `seen`. */
+  /**
+   * The receive spin of every wait: true when the head moved from `seen`. Only a wait
+   * that follows a request of this peer (a send, a post, a query...) spins past
+   * SPIN_LOADS: it is likely waiting for an answer. A pure consumer of a stream sleeps
+   * and is woken once per coordinator round, leaving both cores to the sender and the
+   * coordinator.
+   */
   spin(seen: number): boolean {
-    return this.#spinner.spin(this.#link.desc.ctl, RING_HEAD, seen);
+    const req = this.#link.nextReq;
+    const answer = req !== this.#reqAtWait;
+    this.#reqAtWait = req;
+    const head = this.#link.desc.ctl;
+    if (answer) return this.#spinner.spin(head, RING_HEAD, seen);
+    this.#spinner.release();
+    return spinWhileEqual(head, RING_HEAD, seen, SPIN_LOADS);
   }
 
   /**
