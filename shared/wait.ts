@@ -22,6 +22,10 @@
  * with a margin over the wait's timeout can fire first on a loaded machine (the wait's own
  * timeout is delivered by another queue), leave the loop with nothing ref'd, and let an idle
  * worker exit under a pending recv() (exit code 13, an unsettled top-level await).
+ *
+ * Longer spins are the Spinner's (below): adaptive, one per waiting site, and limited to
+ * a few threads of a bus at once through spin slots in the doorbell. Each thread counts
+ * the futex wakes it gets (wakesSoFar), so that a test can bound them.
  */
 
 import { availableParallelism } from 'node:os';
@@ -43,7 +47,6 @@ const SPIN_MIN_MS = 0.02;
 
 /** A spin slot whose owner has not spun for this long may be taken by another thread. */
 const STALE_MS = 2;
-
 
 /** Longest pause of spinning after failed spins, in waits. */
 const MAX_BACKOFF = 32;
