@@ -103,6 +103,13 @@ export const CONTROL_BYTES = 256;
 // ---- Doorbell (Int32 indices) -------------------------------------------------------------
 export const BELL_COUNTER = 0;
 export const BELL_CONTROL = 32;
+/** The coordinator's wake-ups so far (shared/wait.ts wakesSoFar), written by it alone; read by perf/wakes.ts. */
+export const BELL_WAKES = 48;
+/**
+ * Spin slots (shared/wait.ts Spinner): one owner word per slot from here (up to 4), then
+ * one beat word per slot. Advice only, never trusted.
+ */
+export const BELL_SPIN_SLOTS = 40;
 export const BELL_MAP = 64;
 /** Peers that can have a bell of their own at once; later ones are polled every round. */
 export const MAX_BELLS = 1 << 16;

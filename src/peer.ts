@@ -22,7 +22,6 @@ import {
   OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_DESTROY_NODES, OP_QUERY, OP_CLOSE, OP_RESUME, OP_WAIT, SEND_FLAG_PARTIAL,
   SEND_FLAG_STREAM, MAX_DESTINATIONS, CTL_OPENED, CTL_STATE, CTL_REASON, STATE_OPEN, REASON_PROTOCOL, RING_HEAD,
 } from '../shared/layout.js';
-import { SPIN_LOADS, spinWhileEqual } from '../shared/wait.js';
 import { BusError } from './errors.js';
 import type { Message, HandleId, SliceOwner } from './message.js';
 import { type PeerTicket, checkTicket, heldPort } from './ticket.js';
@@ -307,8 +306,9 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       const m = this.tryRecv();
       if (m !== undefined) return m;
       if (signal?.aborted) throw signal.reason;
-      if (spinWhileEqual(head, RING_HEAD, seen, SPIN_LOADS)) continue;
-      await this.#inbox.sleepHead(seen, signal);
+      const since = performance.now();
+      if (this.#inbox.spin(seen)) continue;
+      await this.#inbox.sleepHead(seen, signal, since);
     }
   }
 
@@ -323,14 +323,15 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       throw invalid(`recvSync: timeoutMs must be a number >= 0 (or Infinity), got ${String(timeoutMs)}`);
     }
     const deadline = performance.now() + timeoutMs;
-    const desc = this.#link.desc;
+    const head = this.#link.desc.ctl;
     for (;;) {
-      const seen = Atomics.load(desc.ctl, RING_HEAD);
+      const seen = Atomics.load(head, RING_HEAD);
       const m = this.tryRecv();
       if (m !== undefined) return m;
-      const left = deadline - performance.now();
+      const now = performance.now();
+      const left = deadline - now;
       if (left <= 0) return undefined;
-      desc.waitForData(seen, Math.min(left, WAIT_CHUNK_MS));
+      this.#inbox.waitSync(seen, now, Math.min(left, WAIT_CHUNK_MS));
     }
   }
 
@@ -367,6 +368,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       if (!(e instanceof BusError && e.code === 'ESHUTDOWN')) throw e;
     } finally {
       const link = this.#link;
+      this.#inbox.releaseSpin();
       link.closed = true;
       link.detach();
     }

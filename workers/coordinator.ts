@@ -31,7 +31,8 @@
 
 import { parentPort, workerData, threadId, MessagePort } from 'node:worker_threads';
 import { Coordinator, type CoordinatorConfig } from '../src/coordinator/coordinator.js';
-import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL } from '../shared/layout.js';
+import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL, BELL_WAKES, BELL_SPIN_SLOTS } from '../shared/layout.js';
+import { PEER_SPINNERS, Spinner, blockWhileEqual, wakesSoFar } from '../shared/wait.js';
 import { BusError } from '../src/errors.js';
 import { WATCH_KIND, type ControlRequest, type ControlReply, type ControlStarted } from '../src/control.js';
 
@@ -128,15 +129,21 @@ process.on('workerMessage', (msg: unknown, source: number) => {
 /** When the data path last had work (performance.now()), and whether it had any since. */
 let lastWork = 0;
 let hadWork = false;
+/** Wake-ups from event-loop sleeps (not through shared/wait.ts, which would keep this thread alive); BELL_WAKES adds them. */
+let coldWakes = 0;
 
 function loop(): void {
   if (stopped) return;
   const sliceEnd = performance.now() + LOOP_SLICE_MS;
   let idleSince = -1;
+  // Set when a round woke a sleeping receiver while every spare core holds a spinning peer.
+  let handOver = false;
   for (let round = 1; ; round++) {
+    const woken = coordinator.woken;
     if (coordinator.runOnce() > 0) {
       idleSince = -1;
       hadWork = true;
+      if (coordinator.woken !== woken && Spinner.allHeld(doorbell, BELL_SPIN_SLOTS, PEER_SPINNERS)) handOver = true;
       if ((round & 63) === 0 && performance.now() > sliceEnd) return yieldToEvents();
       continue;
     }
@@ -147,11 +154,14 @@ function loop(): void {
       hadWork = false;
     }
     if (now > sliceEnd || Atomics.load(doorbell, BELL_CONTROL) !== 0) return yieldToEvents();
-    if (now - idleSince < IDLE_SPIN_MS) continue;
+    // The thread just woken can only run on this core: block now rather than spin.
+    if (!handOver && now - idleSince < IDLE_SPIN_MS) continue;
     if (now - lastWork >= WARM_MS) return sleepCold();
     if (!coordinator.beginSleep()) continue;
-    const r = Atomics.wait(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : BLOCK_SLICE_MS);
+    handOver = false;
+    const r = blockWhileEqual(doorbell, BELL_COUNTER, coordinator.sleepSeen, coordinator.needsPolling() ? POLL_MS : BLOCK_SLICE_MS);
     if (r === 'timed-out') return yieldToEvents();
+    Atomics.store(doorbell, BELL_WAKES, wakesSoFar() + coldWakes);
     idleSince = -1;
   }
 }
@@ -169,7 +179,10 @@ function sleepCold(): void {
   if (!w.async) return yieldToEvents();
   void w.value.then((r) => {
     // Woken by a peer: the bus is busy again, so the next waits are warm ones.
-    if (r !== 'timed-out') lastWork = performance.now();
+    if (r !== 'timed-out') {
+      lastWork = performance.now();
+      Atomics.store(doorbell, BELL_WAKES, wakesSoFar() + ++coldWakes);
+    }
     loop();
   });
 }

@@ -15,7 +15,7 @@
  * and sleepSeen. Invariant: peer.polled is true exactly while the peer is in `active`.
  */
 
-import { CTL_BELL, DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL } from '../../shared/layout.js';
+import { CTL_BELL, DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL, RING_CONSUMER_SLEEPING } from '../../shared/layout.js';
 import type { PeerState } from './peer-state.js';
 import type { CoordinatorCore } from './core.js';
 
@@ -39,6 +39,10 @@ export class Bells {
   /** Where the next sweep() starts in core.peers, and when the last one ran. */
   #sweepAt = 0;
   #sweptAt = performance.now();
+  /** The last number a consumer-sleeping flag was raised with (#raise). */
+  #flagNumber = 1;
+  /** Sleeping receivers woken by deliverWakes() so far (the coordinator loop yields its core after one). */
+  woken = 0;
 
   constructor(readonly core: CoordinatorCore) {}
 
@@ -54,6 +58,15 @@ export class Bells {
       this.bells[bell] = peer;
     }
     peer.out.setConsumerSleeping(true);
+  }
+
+  /**
+   * Raise the peer's OUT consumer-sleeping flag with a number it has not seen: the peer
+   * rings once per number (src/peer/outbox.ts commit), not once per record.
+   */
+  #raise(peer: PeerState): void {
+    this.#flagNumber = (this.#flagNumber + 1) | 0 || 1;
+    Atomics.store(peer.out.ctl, RING_CONSUMER_SLEEPING, this.#flagNumber);
   }
 
   /** Take every rung bell and poll those peers from now on. */
@@ -87,7 +100,7 @@ export class Bells {
    */
   release(peer: PeerState, i: number): boolean {
     if (this.active[i] !== peer || peer.bell === NO_BELL || peer.stalled || peer.overflow.length > 0) return false;
-    peer.out.setConsumerSleeping(true);
+    this.#raise(peer);
     if (peer.out.hasData()) {
       peer.out.setConsumerSleeping(false);
       peer.idlePolls = 0;
@@ -119,8 +132,10 @@ export class Bells {
   deliverWakes(): void {
     const w = this.core.wakes;
     for (let i = 0; i < w.length; i++) {
-      w[i].inWakeList = false;
-      w[i].wakeIfPending();
+      const p = w[i];
+      p.inWakeList = false;
+      if (p.wakePending && Atomics.load(p.desc.ctl, RING_CONSUMER_SLEEPING) !== 0) this.woken++;
+      p.wakeIfPending();
     }
     w.length = 0;
   }
@@ -133,7 +148,11 @@ export class Bells {
   beginSleep(): boolean {
     const active = this.active;
     for (let i = 0; i < active.length; i++) {
-      if (active[i].open && this.release(active[i], i)) i--;
+      const p = active[i];
+      if (!p.open) continue;
+      if (this.release(p, i)) i--;
+      // A peer without a bell keeps its flag up; a new number makes it ring for this sleep.
+      else if (p.bell === NO_BELL) this.#raise(p);
     }
     this.sleepSeen = Atomics.load(this.doorbellI32, BELL_COUNTER);
     return !this.hasWork();

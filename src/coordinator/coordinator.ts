@@ -212,6 +212,11 @@ export class Coordinator {
     return progress;
   }
 
+  /** Sleeping receivers woken so far (Bells.woken). */
+  get woken(): number {
+    return this.#bells.woken;
+  }
+
   /** Bells.beginSleep: hand idle peers back to their bells; false when there is work after all. */
   beginSleep(): boolean {
     return this.#bells.beginSleep();

@@ -42,15 +42,14 @@ export const K_SEND = 1, K_QUERY = 3, K_VOID = 4, K_SYNC = 5, K_PARTIAL = 6, K_B
 type Resolve = (v: unknown) => void;
 type Reject = (e: unknown) => void;
 
-/** One request waiting for the coordinator's verdict. */
-class PendingRequest {
-  error: BusError | null = null;
-  value: unknown = undefined;
-  refused: SendReport['refused'] | null = null;
-  constructor(
-    readonly req: number, readonly kind: number, readonly resolve: Resolve | null, readonly reject: Reject | null,
-    readonly extra: unknown,
-  ) {}
+/** The resolving functions of the promise being made by expect() (capture() sets them). */
+let capturedResolve: Resolve | null = null;
+let capturedReject: Reject | null = null;
+
+/** The one executor of every expect() promise: no closure per request. */
+function capture(resolve: Resolve, reject: Reject): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
 }
 
 /** True when request id `a` comes after `b` (u32 ids that wrap). */
@@ -63,9 +62,18 @@ export class Acks {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
   readonly #verdicts: SlotRingReader;
-  // Requests waiting for their verdict, in reqId order (#head is the front).
-  #pending: PendingRequest[] = [];
+  // Requests waiting for their verdict, in reqId order, as parallel arrays (no object per
+  // request); #head is the front, #reqs.length the back.
+  #reqs: number[] = [];
+  #kinds: number[] = [];
+  #resolves: Array<Resolve | null> = [];
+  #rejects: Array<Reject | null> = [];
+  #extras: unknown[] = [];
   #head = 0;
+  // The front request's outcome so far, from its verdicts (only the front can have one).
+  #headError: BusError | null = null;
+  #headValue: unknown = undefined;
+  #headRefused: SendReport['refused'] | null = null;
   /** reqId of the newest post(), and whether any post may still be unacknowledged. */
   lastPost = 0;
   postsInFlight = false;
@@ -91,11 +99,18 @@ export class Acks {
 
   /** A promise for request `reqId`'s verdict; `extra` is the op's name, or a partial send's destinations. */
   expect(reqId: number, kind: number, extra: unknown): Promise<unknown> {
-    return new Promise((resolve, reject) => this.#pend(reqId, kind, resolve, reject, extra));
+    const p = new Promise(capture);
+    this.#pend(reqId, kind, capturedResolve, capturedReject, extra);
+    capturedResolve = capturedReject = null;
+    return p;
   }
 
   #pend(reqId: number, kind: number, resolve: Resolve | null, reject: Reject | null, extra: unknown): void {
-    this.#pending.push(new PendingRequest(reqId, kind, resolve, reject, extra));
+    this.#reqs.push(reqId);
+    this.#kinds.push(kind);
+    this.#resolves.push(resolve);
+    this.#rejects.push(reject);
+    this.#extras.push(extra);
     this.schedulePump();
   }
 
@@ -120,7 +135,7 @@ export class Acks {
       const seenAck = Atomics.load(this.#link.ctl, CTL_ACKED);
       const seenTail = Atomics.load(out.out.ctl, RING_TAIL);
       this.settle();
-      const idle = out.flushBacklog() && this.#head >= this.#pending.length;
+      const idle = out.flushBacklog() && this.#head >= this.#reqs.length;
       if (idle) return;
       if (!this.#link.isOpen()) {
         this.failAll();
@@ -150,7 +165,7 @@ export class Acks {
   settle(): void {
     const acked = Atomics.load(this.#link.ctl, CTL_ACKED) >>> 0;
     const v = this.#verdicts;
-    const q = this.#pending;
+    const reqs = this.#reqs;
     let consumed = false;
     for (;;) {
       const at = v.read();
@@ -158,12 +173,14 @@ export class Acks {
       const vreq = v.i32[at + V_REQ] >>> 0;
       if (after(vreq, acked)) break;
       // Entries before this verdict had none: they succeeded.
-      while (this.#head < q.length && after(vreq, q[this.#head].req)) this.#finish(q[this.#head++]);
-      const head = this.#head < q.length ? q[this.#head] : null;
-      const owner = head !== null && head.req === vreq && head.kind !== K_BARRIER ? head : null;
+      while (this.#head < reqs.length && after(vreq, reqs[this.#head])) this.#finishHead();
+      const h = this.#head;
+      const owned = h < reqs.length && reqs[h] === vreq && this.#kinds[h] !== K_BARRIER;
+      const kind = owned ? this.#kinds[h] : 0;
+      const extra = owned ? this.#extras[h] : null;
       const code = v.i32[at + V_CODE];
       const f = (at >> 1) + V_VALUES_F64;
-      const name = owner === null ? 'post' : typeof owner.extra === 'string' ? owner.extra : opName(owner.kind);
+      const name = !owned ? 'post' : typeof extra === 'string' ? extra : opName(kind);
       if (code !== 0) {
         const detail = v.i32[at + V_DETAIL] >>> 0;
         // A stack captured here would only show this loop, and costs microseconds per
@@ -172,78 +189,100 @@ export class Acks {
         Error.stackTraceLimit = 0;
         const err = errorFromWire(name, code, v.i32[at + V_RESOURCE], detail, v.f64[f]);
         Error.stackTraceLimit = stackLimit;
-        if (owner === null) this.rejectedPosts.push({ id: vreq, error: err });
+        if (!owned) this.rejectedPosts.push({ id: vreq, error: err });
         // A partial send's refusal of one destination is EDQUOT or ESHUTDOWN; any other code refused the whole request.
-        else if (owner.kind === K_PARTIAL && (err.code === 'EDQUOT' || err.code === 'ESHUTDOWN')) (owner.refused ??= []).push({ destination: detail, error: err });
-        else owner.error = err;
-      } else if (owner !== null && owner.kind === K_QUERY) {
-        owner.value = {
+        else if (kind === K_PARTIAL && (err.code === 'EDQUOT' || err.code === 'ESHUTDOWN')) (this.#headRefused ??= []).push({ destination: detail, error: err });
+        else this.#headError = err;
+      } else if (owned && kind === K_QUERY) {
+        this.#headValue = {
           limits: { messages: v.f64[f], handles: v.f64[f + 1], bytes: v.f64[f + 2] },
           remaining: { messages: v.f64[f + 3], handles: v.f64[f + 4], bytes: v.f64[f + 5] },
         };
-      } else if (owner !== null) {
-        owner.value = v.i32[at + V_DETAIL] >>> 0;
+      } else if (owned) {
+        this.#headValue = v.i32[at + V_DETAIL] >>> 0;
       }
       v.consume();
       consumed = true;
     }
     if (consumed) v.release();
-    while (this.#head < q.length && !after(q[this.#head].req, acked)) this.#finish(q[this.#head++]);
+    // Everything up to `acked` without a verdict succeeded: settled in one pass.
+    while (this.#head < reqs.length && !after(reqs[this.#head], acked)) this.#finishHead();
     if (this.postsInFlight && !after(this.lastPost, acked)) this.postsInFlight = false;
-    if (this.#head === q.length) {
-      q.length = 0;
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > q.length) {
-      q.splice(0, this.#head);
-      this.#head = 0;
-    }
+    if (this.#head === reqs.length) this.#compact(this.#head);
+    else if (this.#head > 1024 && this.#head * 2 > reqs.length) this.#compact(this.#head);
   }
 
-  #finish(p: PendingRequest): void {
-    switch (p.kind) {
+  /** Drop the first n entries (settled). */
+  #compact(n: number): void {
+    if (n === this.#reqs.length) {
+      this.#reqs.length = this.#kinds.length = this.#resolves.length = this.#rejects.length = this.#extras.length = 0;
+    } else {
+      this.#reqs.splice(0, n);
+      this.#kinds.splice(0, n);
+      this.#resolves.splice(0, n);
+      this.#rejects.splice(0, n);
+      this.#extras.splice(0, n);
+    }
+    this.#head = 0;
+  }
+
+  /** Settle the front request with its outcome (#headError, #headValue, #headRefused) and move past it. */
+  #finishHead(): void {
+    const h = this.#head++;
+    const error = this.#headError, value = this.#headValue, refused = this.#headRefused;
+    this.#headError = null;
+    this.#headValue = undefined;
+    this.#headRefused = null;
+    const resolve = this.#resolves[h], reject = this.#rejects[h];
+    this.#resolves[h] = this.#rejects[h] = null;
+    switch (this.#kinds[h]) {
       case K_SYNC:
         this.#syncDone = true;
-        this.#syncError = p.error;
-        this.#syncValue = typeof p.value === 'number' ? p.value : 0;
+        this.#syncError = error;
+        this.#syncValue = typeof value === 'number' ? value : 0;
         break;
       case K_BARRIER:
-        p.resolve!(this.takeRejected());
+        resolve!(this.takeRejected());
         break;
       case K_PARTIAL: {
-        if (p.error !== null) {
-          p.reject!(p.error);
+        if (error !== null) {
+          reject!(error);
           break;
         }
-        const refused = p.refused ?? [];
-        const no = new Set(refused.map((r) => r.destination));
-        p.resolve!({ delivered: (p.extra as HandleId[]).filter((d) => !no.has(d)), refused });
+        const r = refused ?? [];
+        const no = new Set(r.map((x) => x.destination));
+        resolve!({ delivered: (this.#extras[h] as HandleId[]).filter((d) => !no.has(d)), refused: r });
         break;
       }
       default:
-        if (p.error !== null) p.reject!(p.error);
-        else p.resolve!(p.value);
+        if (error !== null) reject!(error);
+        else resolve!(value);
     }
+    this.#extras[h] = null;
   }
 
   /** The peer is shut down: everything still pending fails with ESHUTDOWN. */
   failAll(): void {
     this.settle();
     const closedByUs = Atomics.load(this.#link.ctl, CTL_STATE) === STATE_CLOSED;
-    const q = this.#pending;
-    while (this.#head < q.length) {
-      const p = q[this.#head++];
-      const err = shutdown(typeof p.extra === 'string' ? p.extra : opName(p.kind));
-      if (p.kind === K_SYNC) {
+    const reqs = this.#reqs;
+    while (this.#head < reqs.length) {
+      const h = this.#head++;
+      const kind = this.#kinds[h], extra = this.#extras[h];
+      const err = shutdown(typeof extra === 'string' ? extra : opName(kind));
+      if (kind === K_SYNC) {
         this.#syncDone = true;
         this.#syncError = err;
-      } else if (p.kind === K_VOID && closedByUs) {
-        p.resolve!(undefined);
+      } else if (kind === K_VOID && closedByUs) {
+        this.#resolves[h]!(undefined);
       } else {
-        p.reject!(err);
+        this.#rejects[h]!(err);
       }
     }
-    q.length = 0;
-    this.#head = 0;
+    this.#headError = null;
+    this.#headValue = undefined;
+    this.#headRefused = null;
+    this.#compact(this.#head);
     this.#outbox.backlog.length = 0;
   }
 

@@ -22,9 +22,12 @@ import {
   OP_RELEASE_SLICES, RELEASE_BATCH, D_KIND, D_DEST, D_OFFSET, D_BYTES, D_SEQ_F64, D_UID_F64, KIND_DATA,
   KIND_NODE_DESTROY, KIND_NODE_RELEASE, KIND_CLAIMED, KIND_MASK, DESC_CONTINUE, DESC_NHANDLES_SHIFT,
   DESC_NHANDLES_MASK, TAG_SHIFT, RING_HEAD, RING_CONSUMER_SLEEPING, RING_HEADER_BYTES, DESC_SLOT_BYTES,
+  BELL_SPIN_SLOTS,
 } from '../../shared/layout.js';
 import { RING_EMPTY } from '../../shared/ring.js';
-import { SPIN_LOADS, spinWhileEqual, sleepWhileEqualAsync } from '../../shared/wait.js';
+import {
+  PEER_SPINNERS, SPIN_LOADS, Spinner, sleepWhileEqual, sleepWhileEqualAsync, spinWhileEqual, type WaitResult,
+} from '../../shared/wait.js';
 import { Message, type HandleId, type SliceOwner } from '../message.js';
 import type { Layer } from '../router.js';
 import type { PeerLink } from './link.js';
@@ -41,6 +44,10 @@ export class Inbox implements SliceOwner {
   readonly #releases: Int32Array;
   readonly #releasesU8: Uint8Array;
   #flushReleasesFn = () => this.flushReleases();
+  /** How long a receive spins before it sleeps (shared/wait.ts Spinner): one per peer. */
+  readonly #spinner: Spinner;
+  /** PeerLink.nextReq at the last wait: a wait after a request is waiting for an answer. */
+  #reqAtWait = 0;
 
   constructor(link: PeerLink, outbox: Outbox) {
     this.#link = link;
@@ -50,6 +57,20 @@ export class Inbox implements SliceOwner {
     this.#pool = new PoolMap(link, desc.ctl.byteOffset + RING_HEADER_BYTES + desc.slots * DESC_SLOT_BYTES);
     this.#releases = link.scratch.subarray(0, 2 + RELEASE_BATCH);
     this.#releasesU8 = new Uint8Array(link.scratch.buffer, link.scratch.byteOffset, 4 * (2 + RELEASE_BATCH));
+    this.#spinner = new Spinner(link.doorbell, BELL_SPIN_SLOTS, PEER_SPINNERS);
+  }
+
+  /**
+   * One bounded blocking wait (recvSync) until the descriptor head moves from `seen`,
+   * which was read at `since`: spin (adaptively), then sleep with the ring's sleeping flag
+   * raised, so that the coordinator notifies only a receiver that really sleeps.
+   */
+  waitSync(seen: number, since: number, timeoutMs: number): WaitResult {
+    const head = this.#link.desc.ctl;
+    if (this.spin(seen)) return 'not-equal';
+    const r = sleepWhileEqual(head, RING_HEAD, seen, RING_CONSUMER_SLEEPING, timeoutMs);
+    if (r !== 'timed-out') this.#spinner.woke(since);
+    return r;
   }
 
   /** The next message from the ring that the layer does not take for itself (replies, events...). */
@@ -104,17 +125,15 @@ export class Inbox implements SliceOwner {
     }
   }
 
-  /** One bounded event-loop sleep until the descriptor head moves from `seen`. */
-  async sleepHead(seen: number, signal?: AbortSignal): Promise<void> {
+  /** One bounded event-loop sleep until the descriptor head moves from `seen` (read at `since`). */
+  async sleepHead(seen: number, signal?: AbortSignal, since = performance.now()): Promise<void> {
     const head = this.#link.desc.ctl;
     this.#asyncRecvWaiters++;
     Atomics.store(head, RING_CONSUMER_SLEEPING, 1);
     try {
-      const r = sleepWhileEqualAsync(head, RING_HEAD, seen, -1, 1000);
-      if (typeof r !== 'string') {
-        if (signal === undefined) await r;
-        else await abortable(r, signal, () => Atomics.notify(head, RING_HEAD));
-      }
+      const p = sleepWhileEqualAsync(head, RING_HEAD, seen, -1, 1000);
+      const r = typeof p === 'string' ? p : signal === undefined ? await p : await abortable(p, signal, () => Atomics.notify(head, RING_HEAD));
+      if (r === 'ok') this.#spinner.woke(since);
     } finally {
       if (--this.#asyncRecvWaiters === 0) Atomics.store(head, RING_CONSUMER_SLEEPING, 0);
     }
@@ -122,7 +141,30 @@ export class Inbox implements SliceOwner {
 
   /** Spin first, as recv() does (a reply often lands within microseconds), then sleepHead(). */
   waitHead(seen: number): Promise<void> {
-    return spinWhileEqual(this.#link.desc.ctl, RING_HEAD, seen, SPIN_LOADS) ? Promise.resolve() : this.sleepHead(seen);
+    const since = performance.now();
+    return this.spin(seen) ? Promise.resolve() : this.sleepHead(seen, undefined, since);
+  }
+
+  /** Give up this peer's spin slot (the peer is closing): another thread may spin now. */
+  releaseSpin(): void {
+    this.#spinner.release();
+  }
+
+  /**
+   * The receive spin of every wait: true when the head moved from `seen`. Only a wait
+   * that follows a request of this peer (a send, a post, a query...) spins past
+   * SPIN_LOADS: it is likely waiting for an answer. A pure consumer of a stream sleeps
+   * and is woken once per coordinator round, leaving both cores to the sender and the
+   * coordinator.
+   */
+  spin(seen: number): boolean {
+    const req = this.#link.nextReq;
+    const answer = req !== this.#reqAtWait;
+    this.#reqAtWait = req;
+    const head = this.#link.desc.ctl;
+    if (answer) return this.#spinner.spin(head, RING_HEAD, seen);
+    this.#spinner.release();
+    return spinWhileEqual(head, RING_HEAD, seen, SPIN_LOADS);
   }
 
   /**

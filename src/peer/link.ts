@@ -98,6 +98,11 @@ export class PeerLink implements WatchedLink {
     return !this.closed && !this.coordinatorGone && Atomics.load(this.ctl, CTL_STATE) === STATE_OPEN;
   }
 
+  /** The id the next request will take: it moves whenever this peer sends or asks anything. */
+  get nextReq(): number {
+    return this.#nextReq;
+  }
+
   takeReq(): number {
     const id = this.#nextReq;
     this.#nextReq = (id + 1) >>> 0 || 1;

@@ -22,6 +22,7 @@
 
 import {
   OP_SEND, SEND_FLAG_STREAM, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
+  RING_CONSUMER_SLEEPING,
 } from '../../shared/layout.js';
 import { ByteRingWriter } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
@@ -58,6 +59,8 @@ export class Outbox {
   releases!: OutboxReleases;
   /** Payload offset in the OUT ring of the open reservation (-1: none), its record's word and its reqId. */
   resAt = -1;
+  /** The consumer-sleeping number the bell was last rung for (see commit()). */
+  #rungFor = 0;
   #resRecord = 0;
   resReq = 0;
 
@@ -86,7 +89,7 @@ export class Outbox {
       const at = this.out.reserve(body.byteLength, op);
       if (at >= 0) {
         this.out.u8.set(body, at);
-        if (this.out.commit()) this.#link.kick();
+        this.commit();
         return;
       }
     }
@@ -94,9 +97,18 @@ export class Outbox {
     this.acks.schedulePump();
   }
 
-  /** Publish what was written since the last commit, ringing the bell when the coordinator asked. */
+  /**
+   * Publish what was written since the last commit, ringing the bell when the coordinator
+   * asked. The coordinator raises the flag with a new number each time it stops polling
+   * this ring (src/coordinator/bells.ts), so one ring per number is enough: until the
+   * number changes, the coordinator has not yet taken the bell rung for it.
+   */
   commit(): void {
-    if (this.out.commit()) this.#link.kick();
+    if (!this.out.commit()) return;
+    const asked = Atomics.load(this.out.ctl, RING_CONSUMER_SLEEPING);
+    if (asked === this.#rungFor) return;
+    this.#rungFor = asked;
+    this.#link.kick();
   }
 
   /** Move queued records into the ring while they fit. True when the backlog is empty. */
