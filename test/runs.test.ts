@@ -11,14 +11,11 @@
  */
 
 import test, { type ExecutionContext } from 'ava';
-import { Worker } from 'node:worker_threads';
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { Bus, Peer, type Message } from '../src/index.js';
 import { inThreadBus } from '../perf/in-thread.js';
-
-interface FlushResult { posted: number; rejected: { index: number; code: string; resource?: string; uid?: number }[] }
+import { startPostWorker } from './helpers/post-worker.js';
 
 /** uid 3 holds 8 messages, so one sending uid may have 4 of them in flight (the half rule). */
 async function setup(t: ExecutionContext, bNodes: number) {
@@ -32,18 +29,7 @@ async function setup(t: ExecutionContext, bNodes: number) {
   for (let i = 0; i < bNodes; i++) to.push(await bus.transferHandle(bt, await bus.createNode(bt), st));
   to.push(await bus.transferHandle(ct, await bus.createNode(ct), st));
   const receivers = { a: Peer.open(at), b: Peer.open(bt), c: Peer.open(ct) };
-  const worker = new Worker(new URL('./fixtures/run-peer.js', import.meta.url), {
-    workerData: { ticket: st, to }, transferList: st.transfer as never,
-  });
-  t.teardown(async () => {
-    await worker.terminate();
-    await bus.close().catch(() => undefined);
-  });
-  const call = async (cmd: object): Promise<FlushResult> => {
-    worker.postMessage(cmd);
-    const [r] = await once(worker, 'message');
-    return r as FlushResult;
-  };
+  const call = startPostWorker(t, bus, st, to);
   return { bus, receivers, call };
 }
 
