@@ -13,7 +13,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
-import { Bus, Peer, type Message } from '../src/index.js';
+import { Bus, BusError, Peer, type Message } from '../src/index.js';
 import { inThreadBus } from '../perf/in-thread.js';
 import { startPostWorker } from './helpers/post-worker.js';
 
@@ -113,12 +113,13 @@ interface Scenario {
   limits: Array<{ messages: number; bytes: number }>;
   /** Nodes each receiver owns (the sender holds a handle to each). */
   nodes: number[];
-  /** Each send: indices into the sender's handles (one: a unicast), and its payload size. */
-  sends: Array<{ dests: number[]; bytes: number }>;
+  /** Each send: indices into the sender's handles (one: a unicast), its payload size, and whether it is a partial send() rather than a post(). */
+  sends: Array<{ dests: number[]; bytes: number; partial: boolean }>;
 }
 
 interface Outcome {
   rejected: Array<[number, string]>;
+  partial: string[];
   received: string[][];
   usage: unknown[];
 }
@@ -141,14 +142,20 @@ async function play(s: Scenario, batched: boolean): Promise<Outcome> {
     for (let k = 0; k < s.nodes[i]!; k++) handles.push(bus.handleTo(r.id, sender.id));
   });
   const ids: number[] = [];
+  const partial: Array<Promise<string>> = [];
   s.sends.forEach((send, i) => {
     const to = [...new Set(send.dests.map((d) => handles[d % handles.length]!))];
-    ids.push(sender.peer.post(to.length === 1 ? to[0]! : to, `${i}:`.padEnd(send.bytes, '.')));
+    const data = `${i}:`.padEnd(send.bytes, '.');
+    if (send.partial) partial.push(sender.peer.send(to, data, { partial: true }).then((r) => JSON.stringify(r), (e: BusError) => e.code));
+    else ids.push(sender.peer.post(to.length === 1 ? to[0]! : to, data));
     if (!batched) coordinator.runOnce();
   });
   const flushed = sender.peer.flush();
   for (let i = 0; i < 4; i++) coordinator.runOnce();
-  const report = await Promise.race([flushed, sleep(10_000).then(() => { throw new Error('flush() did not settle'); })]);
+  const settled = Promise.all([flushed, Promise.all(partial)]);
+  const [report, partialResults] = await Promise.race([
+    settled, sleep(10_000).then(() => { throw new Error('flush() or a send() did not settle'); }),
+  ]);
   const received = receivers.map((r) => {
     const got: string[] = [];
     for (let m = r.peer.tryRecv(); m !== undefined; m = r.peer.tryRecv()) got.push(`${m.seq} ${m.text().split(':')[0]}`);
@@ -156,13 +163,15 @@ async function play(s: Scenario, batched: boolean): Promise<Outcome> {
   });
   const usage = [1, 2, 3, 4].map((uid) => coordinator.usage(uid));
   coordinator.closeAll();
-  return { rejected: report.rejected.map((r) => [ids.indexOf(r.id), r.error.code]), received, usage };
+  return { rejected: report.rejected.map((r) => [ids.indexOf(r.id), r.error.code]), partial: partialResults, received, usage };
 }
 
-test('runs of sends admit and refuse exactly what charging each send alone does: verdicts, deliveries, order and ledgers', async (t) => {
+test('runs of sends, partial multicasts among them, admit and refuse exactly what charging each send alone does: verdicts, deliveries, order and ledgers', async (t) => {
   // Sends come in streaks to one of a few destination lists, so that runs form and break.
   const list = fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 6 });
-  const streak = fc.record({ list: fc.nat(2), count: fc.integer({ min: 1, max: 8 }), bytes: fc.integer({ min: 4, max: 700 }) });
+  const streak = fc.record({
+    list: fc.nat(2), count: fc.integer({ min: 1, max: 8 }), bytes: fc.integer({ min: 4, max: 700 }), partial: fc.boolean(),
+  });
   const scenario = fc.record({
     limits: fc.array(fc.record({ messages: fc.integer({ min: 2, max: 24 }), bytes: fc.integer({ min: 2048, max: 16_000 }) }),
       { minLength: 3, maxLength: 3 }),
@@ -170,7 +179,7 @@ test('runs of sends admit and refuse exactly what charging each send alone does:
     lists: fc.array(list, { minLength: 3, maxLength: 3 }),
     streaks: fc.array(streak, { minLength: 1, maxLength: 8 }),
   }).map(({ limits, nodes, lists, streaks }): Scenario => ({
-    limits, nodes, sends: streaks.flatMap((k) => Array.from({ length: k.count }, (_, i) => ({ dests: lists[k.list]!, bytes: k.bytes + i }))),
+    limits, nodes, sends: streaks.flatMap((k) => Array.from({ length: k.count }, (_, i) => ({ dests: lists[k.list]!, bytes: k.bytes + i, partial: k.partial }))),
   }));
   let refusals = 0, runsSeen = 0;
   await fc.assert(fc.asyncProperty(scenario, async (s) => {

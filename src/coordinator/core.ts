@@ -68,7 +68,7 @@ export class CoordinatorCore {
   readonly condemned: PeerState[] = [];
   /** Peers with a deferred wake-up (publish() found them asleep with few descriptors). */
   readonly wakes: PeerState[] = [];
-  // The open run of sends (Transactions.sendUnicast, Transactions.sendInRun). Flushed
+  // The open run of sends (Transactions.sendUnicast, Transactions.send). Flushed
   // before anything else may look at or change those ledgers: any other request, a sync
   // of a receiver's receipts, the end of the sender's batch, a disconnect.
   runOpen = false;

@@ -9,7 +9,8 @@
  * the refused ones get a verdict each.
  *
  * Runs (CoordinatorCore, Runs): consecutive unicasts from one uid to one receiving peer,
- * and consecutive multicasts without handles to the same destination list, are checked
+ * and consecutive multicasts without handles to the same destination list (partial ones
+ * too, as long as every destination passes: then partial changes nothing), are checked
  * against the receivers' headroom read once and charged once (CoordinatorCore.flushRun).
  * A send in a run is not validated again: its destinations were resolved and checked by
  * the send that opened the run, and nothing that could change them (another request of
@@ -34,7 +35,7 @@ import type { Descriptors } from './descriptors.js';
 import type { Handles } from './handles.js';
 
 /** Multicasts of up to this many destinations are charged in runs (a send in a run compares its list with the run's). */
-const RUN_MAX_DESTINATIONS = 16;
+const RUN_MAX_DESTINATIONS = 64;
 
 export class Transactions {
   // The open multicast run: the sender's destination ids in record order, and its
@@ -75,12 +76,13 @@ export class Transactions {
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
     if (idsBytes + plen > len) return core.fail(E_INVAL, 0);
     const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
-    if (nh === 0 && !partial) {
-      if (ndest === 1) {
+    if (nh === 0) {
+      if (ndest === 1 && !partial) {
         const r = this.sendUnicast(sender, w, plen, idsBytes);
         if (r >= 0) return r;
         // Refused by the quick check: the general path below gives the exact verdict.
       } else if (core.runOpen && core.runKind === RUN_MULTICAST && this.sameDestinations(i32, w + SEND_HEADER_WORDS, ndest)) {
+        // A partial multicast whose every destination passes is accepted whole, like any other.
         const bytes = messageBytes(plen, 0);
         if (core.runCount + 1 <= core.runHeadCount && core.runBytes + bytes <= core.runHeadBytes) {
           core.runCount++;
@@ -178,7 +180,10 @@ export class Transactions {
       const cont = k + 1 < order.length && nodes[order[k + 1]].owner === target;
       this.deliver(sender, target, node, seq, cont, payloadOff, plen, bytes, alive, nh);
     }
-    if (!partial && nh === 0 && ndest >= 2 && ndest <= RUN_MAX_DESTINATIONS) this.openMulticastRun(sender.uid, i32, w, order, nodes);
+    // Partial or not, a multicast that reached every destination may open a run.
+    if (nh === 0 && ndest >= 2 && ndest <= RUN_MAX_DESTINATIONS && order.length === ndest) {
+      this.openMulticastRun(sender.uid, i32, w, order, nodes);
+    }
     return 0;
   }
 
