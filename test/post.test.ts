@@ -1,9 +1,6 @@
 import test from 'ava';
-import { Worker } from 'node:worker_threads';
-import { once } from 'node:events';
 import { Bus, Peer } from '../src/index.js';
-
-interface FlushResult { posted: number; rejected: { index: number; code: string; resource?: string; uid?: number }[] }
+import { startPostWorker } from './helpers/post-worker.js';
 
 async function setup(t: import('ava').ExecutionContext, receiverMessages = 8) {
   // By default the receiver's user holds 8 messages: one sending uid may have 4 in flight.
@@ -13,16 +10,7 @@ async function setup(t: import('ava').ExecutionContext, receiverMessages = 8) {
   const node = await bus.createNode(rt);
   const to = await bus.transferHandle(rt, node, st);
   const receiver = Peer.open(rt);
-  const worker = new Worker(new URL('./fixtures/post-peer.js', import.meta.url), { workerData: { ticket: st, to }, transferList: st.transfer as never });
-  t.teardown(async () => {
-    await worker.terminate();
-    await bus.close().catch(() => undefined);
-  });
-  const call = async (cmd: object): Promise<FlushResult> => {
-    worker.postMessage(cmd);
-    const [r] = await once(worker, 'message');
-    return r as FlushResult;
-  };
+  const call = startPostWorker(t, bus, st, to);
   return { receiver, call };
 }
 

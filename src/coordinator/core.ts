@@ -6,16 +6,24 @@
  * global order; only one transaction at a time takes the next one), the epoch used to
  * mark duplicates within one transaction, the quota ChargeSet scratch, the lists of
  * peers with unpublished output (`dirty`), with a deferred wake-up (`wakes`) and to be
- * cut off (`condemned`), the open run of unicast sends, and the error of the request
- * being processed (`fail()` sets it; `lastError()` turns it into a BusError).
+ * cut off (`condemned`), the open run of sends, and the error of the request being
+ * processed (`fail()` sets it; `lastError()` turns it into a BusError).
  *
- * Invariants: an open run (runTarget) is charged (flushRun) before anything else may
- * look at or change the ledgers of its receiver or sender uid; every peer in `dirty` has
+ * Runs: consecutive sends without handles from one sender to the same receivers (one
+ * peer for unicasts, the same destination list for multicasts) are checked against the
+ * receivers' headroom read once and charged as one (flushRun). Each send of the run puts
+ * `runTimes[i]` messages and `runTimes[i]` times its bytes on `runLedgers[i]` (a ledger
+ * reached by several destinations of one send is charged for each), so the run's limit
+ * is min(headroom / times) over its ledgers: both quota rules are monotone and additive
+ * in the amount (Ledger.headroom), so this admits exactly what per-send charging would.
+ *
+ * Invariants: an open run (runOpen) is charged (flushRun) before anything else may look
+ * at or change the ledgers of its receivers or its sender uid; every peer in `dirty` has
  * inDirtyList set and is published by the next publishDirty().
  */
 
 import { codeNumber, BusError, type BusErrorCode } from '../errors.js';
-import { ChargeSet, type Limits } from './ledger.js';
+import { ChargeSet, MESSAGES, BYTES, type Ledger, type Limits } from './ledger.js';
 import type { QuotaRule } from './quota.js';
 import type { PeerState } from './peer-state.js';
 import { Users } from './users.js';
@@ -39,6 +47,9 @@ export const E_BUSY = codeNumber('EBUSY');
 export const E_REMOTE = codeNumber('EREMOTE');
 export const E_STALE = codeNumber('ESTALE');
 
+/** Run kinds (CoordinatorCore.runKind). */
+export const RUN_UNICAST = 1, RUN_MULTICAST = 2;
+
 export class CoordinatorCore {
   readonly config: CoordinatorConfig;
   readonly users: Users<PeerState>;
@@ -57,17 +68,25 @@ export class CoordinatorCore {
   readonly condemned: PeerState[] = [];
   /** Peers with a deferred wake-up (publish() found them asleep with few descriptors). */
   readonly wakes: PeerState[] = [];
-  // The open run of unicast sends (Transactions.sendUnicast): one sending uid to one
-  // receiving peer, checked against the receiver's headroom and charged as one at
-  // flushRun(). Flushed before anything else may look at or change those ledgers: any
-  // other request, a sync of the receiver's receipts, the end of the sender's batch, a
-  // disconnect.
-  runTarget: PeerState | null = null;
+  // The open run of sends (Transactions.sendUnicast, Transactions.send). Flushed
+  // before anything else may look at or change those ledgers: any other request, a sync
+  // of a receiver's receipts, the end of the sender's batch, a disconnect.
+  runOpen = false;
+  /** The run's kind: RUN_UNICAST (key: runUid and runTargets[0]) or RUN_MULTICAST (key: the sender's destination list, kept by Transactions). */
+  runKind = 0;
   runUid = 0;
-  runM = 0;
-  runB = 0;
-  runHeadM = 0;
-  runHeadB = 0;
+  /** Sends in the run, and the sum of their message bytes. */
+  runCount = 0;
+  runBytes = 0;
+  /** The most sends, and bytes per send summed, the run may hold (min over its ledgers of headroom / times). */
+  runHeadCount = 0;
+  runHeadBytes = 0;
+  readonly runLedgers: Ledger[] = [];
+  readonly runTimes: number[] = [];
+  runLedgerCount = 0;
+  /** The distinct receiving peers of the run (whose receipts must not be synced while it is open). */
+  readonly runTargets: PeerState[] = [];
+  runTargetCount = 0;
   // The error of the request being processed.
   errCode = 0;
   errDetail = 0;
@@ -107,16 +126,72 @@ export class CoordinatorCore {
     d.length = 0;
   }
 
-  /** Charge the open run of unicast sends, if any, and close it. */
+  /** Charge the open run of sends, if any, and close it. */
   flushRun(): void {
-    const target = this.runTarget;
-    if (target === null) return;
-    this.runTarget = null;
-    if (this.runM !== 0) {
-      target.user.ledger.charge(this.runUid, this.runM, 0, this.runB);
-      target.ledger.charge(this.runUid, this.runM, 0, this.runB);
+    if (!this.runOpen) return;
+    this.runOpen = false;
+    const c = this.runCount, b = this.runBytes, uid = this.runUid;
+    if (c !== 0) {
+      for (let i = 0; i < this.runLedgerCount; i++) {
+        const k = this.runTimes[i];
+        this.runLedgers[i].charge(uid, k * c, 0, k * b);
+      }
     }
-    this.runM = this.runB = 0;
+    this.runCount = this.runBytes = 0;
+    for (let i = 0; i < this.runLedgerCount; i++) this.runLedgers[i] = undefined!; // keep no closed peer alive
+    for (let i = 0; i < this.runTargetCount; i++) this.runTargets[i] = undefined!;
+    this.runLedgerCount = this.runTargetCount = 0;
+  }
+
+  /** True when `peer` receives in the open run (its receipts must wait for flushRun). */
+  inRun(peer: PeerState): boolean {
+    if (!this.runOpen) return false;
+    for (let i = 0; i < this.runTargetCount; i++) if (this.runTargets[i] === peer) return true;
+    return false;
+  }
+
+  /**
+   * Open a run of sends from `uid` (the previous one must be flushed); then runAdd() each
+   * destination of one send (a peer named twice counts twice) and runLimit().
+   */
+  runBegin(kind: number, uid: number): void {
+    this.runOpen = true;
+    this.runKind = kind;
+    this.runUid = uid;
+    this.runCount = this.runBytes = 0;
+    this.runLedgerCount = this.runTargetCount = 0;
+  }
+
+  runAdd(target: PeerState): void {
+    let seen = false;
+    for (let i = 0; i < this.runTargetCount; i++) if (this.runTargets[i] === target) seen = true;
+    if (!seen) this.runTargets[this.runTargetCount++] = target;
+    this.runAddLedger(target.user.ledger);
+    this.runAddLedger(target.ledger);
+  }
+
+  private runAddLedger(ledger: Ledger): void {
+    for (let i = 0; i < this.runLedgerCount; i++) {
+      if (this.runLedgers[i] === ledger) {
+        this.runTimes[i]++;
+        return;
+      }
+    }
+    const n = this.runLedgerCount++;
+    this.runLedgers[n] = ledger;
+    this.runTimes[n] = 1;
+  }
+
+  /** Read the run's ledgers' headroom once: the run may hold runHeadCount sends of runHeadBytes in all. */
+  runLimit(): void {
+    let count = Infinity, bytes = Infinity;
+    for (let i = 0; i < this.runLedgerCount; i++) {
+      const l = this.runLedgers[i], k = this.runTimes[i];
+      count = Math.min(count, Math.floor(l.headroom(this.runUid, MESSAGES) / k));
+      bytes = Math.min(bytes, Math.floor(l.headroom(this.runUid, BYTES) / k));
+    }
+    this.runHeadCount = count;
+    this.runHeadBytes = bytes;
   }
 
   assertOpen(): void {

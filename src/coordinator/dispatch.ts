@@ -80,7 +80,7 @@ export class Dispatcher {
     // Receipts first: a handle that arrived in a message this peer has since received is
     // usable by its next request, and a slice it received may be released. The peer
     // publishes its tail before writing such a request, so one look here is enough.
-    if (core.runTarget !== null && (op !== OP_SEND || core.runTarget === peer)) core.flushRun();
+    if (core.runOpen && (op !== OP_SEND || core.inRun(peer))) core.flushRun();
     if (!peer.syncConsumed()) return Dispatch.Violation;
     // A request may only start when its verdicts are sure to fit (one per refused
     // destination of a partial multicast, else one).

@@ -21,7 +21,7 @@ export class Receipts {
   /** Account receipts of `peer`; a peer whose tail is impossible is condemned. */
   syncPeer(peer: PeerState): void {
     const core = this.core;
-    if (peer === core.runTarget) core.flushRun();
+    if (core.inRun(peer)) core.flushRun();
     if (peer.open && !peer.syncConsumed()) core.condemned.push(peer);
   }
 

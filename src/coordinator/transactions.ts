@@ -8,8 +8,14 @@
  * unless partial, where each destination is accepted greedily in the order given and
  * the refused ones get a verdict each.
  *
- * Runs: consecutive unicasts from one uid to one receiving peer are checked against
- * the receiver's headroom read once and charged once (CoordinatorCore.flushRun).
+ * Runs (CoordinatorCore, Runs): consecutive unicasts from one uid to one receiving peer,
+ * and consecutive multicasts without handles to the same destination list (partial ones
+ * too, as long as every destination passes: then partial changes nothing), are checked
+ * against the receivers' headroom read once and charged once (CoordinatorCore.flushRun).
+ * A send in a run is not validated again: its destinations were resolved and checked by
+ * the send that opened the run, and nothing that could change them (another request of
+ * the sender, a disconnect, a node's destruction, the owner's control requests) happens
+ * while it is open, since it ends with the sender's batch.
  * Owns the scratch of the transaction being built (reused: the send path allocates
  * nothing per message).
  */
@@ -18,16 +24,29 @@ import {
   SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, KIND_DATA, DESC_CONTINUE,
   DESC_NHANDLES_SHIFT, INVALID_HANDLE, align8, messageBytes, TAG_MASK,
 } from '../../shared/layout.js';
-import { MESSAGES, BYTES } from './ledger.js';
 import type { PeerState, BusNode, Handle } from './peer-state.js';
 import { countRefused, countSent } from './stats.js';
-import { E_DQUOT, E_NXIO, E_SHUTDOWN, E_MSGSIZE, E_INVAL, E_NOTUNIQ, type CoordinatorCore } from './core.js';
+import {
+  E_DQUOT, E_NXIO, E_SHUTDOWN, E_MSGSIZE, E_INVAL, E_NOTUNIQ, RUN_UNICAST, RUN_MULTICAST, type CoordinatorCore,
+} from './core.js';
 import type { Verdicts } from './verdicts.js';
 import type { Receipts } from './receipts.js';
 import type { Descriptors } from './descriptors.js';
 import type { Handles } from './handles.js';
 
+/** Multicasts of up to this many destinations are charged in runs (a send in a run compares its list with the run's). */
+const RUN_MAX_DESTINATIONS = 64;
+
 export class Transactions {
+  // The open multicast run: the sender's destination ids in record order, and its
+  // deliveries in commit order (grouped by receiving peer) with their `continue` flags.
+  readonly runIds = new Int32Array(RUN_MAX_DESTINATIONS);
+  runNdest = 0;
+  readonly runNodes: BusNode[] = [];
+  readonly runCont: boolean[] = [];
+  // The open unicast run's last destination: a send to the same id skips the lookup.
+  runUniId = -1;
+  runUniNode: BusNode | null = null;
   // Scratch of the transaction being built.
   readonly txNodes: BusNode[] = [];
   readonly txDestIds: number[] = [];
@@ -57,10 +76,28 @@ export class Transactions {
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + ndest + nh));
     if (idsBytes + plen > len) return core.fail(E_INVAL, 0);
     const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
-    if (ndest === 1 && nh === 0 && !partial) {
-      const r = this.sendUnicast(sender, w, plen, idsBytes);
-      if (r >= 0) return r;
-      // Refused by the quick check: the general path below gives the exact verdict.
+    if (nh === 0) {
+      if (ndest === 1 && !partial) {
+        const r = this.sendUnicast(sender, w, plen, idsBytes);
+        if (r >= 0) return r;
+        // Refused by the quick check: the general path below gives the exact verdict.
+      } else if (core.runOpen && core.runKind === RUN_MULTICAST && this.sameDestinations(i32, w + SEND_HEADER_WORDS, ndest)) {
+        // A partial multicast whose every destination passes is accepted whole, like any other.
+        const bytes = messageBytes(plen, 0);
+        if (core.runCount + 1 <= core.runHeadCount && core.runBytes + bytes <= core.runHeadBytes) {
+          core.runCount++;
+          core.runBytes += bytes;
+          const seq = ++core.seq;
+          const payloadOff = (w << 2) + idsBytes;
+          const nodes = this.runNodes, cont = this.runCont;
+          for (let k = 0; k < ndest; k++) {
+            const node = nodes[k];
+            this.deliver(sender, node.owner, node, seq, cont[k], payloadOff, plen, bytes, 0, 0);
+          }
+          return 0;
+        }
+        // Past the run's headroom: the general path below syncs receipts and gives the exact verdict.
+      }
     }
     core.flushRun();
 
@@ -143,7 +180,40 @@ export class Transactions {
       const cont = k + 1 < order.length && nodes[order[k + 1]].owner === target;
       this.deliver(sender, target, node, seq, cont, payloadOff, plen, bytes, alive, nh);
     }
+    // Partial or not, a multicast that reached every destination may open a run.
+    if (nh === 0 && ndest >= 2 && ndest <= RUN_MAX_DESTINATIONS && order.length === ndest) {
+      this.openMulticastRun(sender.uid, i32, w, order, nodes);
+    }
     return 0;
+  }
+
+  /**
+   * Open a run after a multicast without handles passed the general path: later sends
+   * from this sender to the same destination list skip resolution and the ChargeSet
+   * (their charge is the run's, read from the ledgers as they are after this one).
+   */
+  openMulticastRun(uid: number, i32: Int32Array, w: number, order: number[], nodes: BusNode[]): void {
+    const core = this.core;
+    const ndest = order.length;
+    core.flushRun();
+    core.runBegin(RUN_MULTICAST, uid);
+    for (let k = 0; k < ndest; k++) {
+      const node = nodes[order[k]];
+      this.runNodes[k] = node;
+      this.runCont[k] = k + 1 < ndest && nodes[order[k + 1]].owner === node.owner;
+      core.runAdd(node.owner);
+    }
+    for (let i = 0; i < ndest; i++) this.runIds[i] = i32[w + SEND_HEADER_WORDS + i];
+    this.runNdest = ndest;
+    core.runLimit();
+  }
+
+  /** True when the record's destination ids at word `at` are the open multicast run's. */
+  sameDestinations(i32: Int32Array, at: number, ndest: number): boolean {
+    if (ndest !== this.runNdest) return false;
+    const ids = this.runIds;
+    for (let i = 0; i < ndest; i++) if (i32[at + i] !== ids[i]) return false;
+    return true;
   }
 
   /**
@@ -157,25 +227,35 @@ export class Transactions {
   sendUnicast(sender: PeerState, w: number, plen: number, idsBytes: number): number {
     const core = this.core;
     const id = sender.out.i32[w + SEND_HEADER_WORDS] >>> 0;
-    const h = sender.handles.get(id);
-    if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
-    const node = h.node;
+    const inRun = core.runOpen && core.runKind === RUN_UNICAST;
+    let node: BusNode;
+    if (inRun && id === this.runUniId) {
+      node = this.runUniNode!;
+    } else {
+      const h = sender.handles.get(id);
+      if (h === undefined || h.refs - h.refsInFlight <= 0) return core.fail(E_NXIO, id);
+      node = h.node;
+      if (node.destroyed || !node.owner.open) return core.fail(E_SHUTDOWN, id);
+      this.runUniId = id;
+      this.runUniNode = node;
+    }
     const target = node.owner;
-    if (node.destroyed || !target.open) return core.fail(E_SHUTDOWN, id);
     const uid = sender.uid;
     const bytes = messageBytes(plen, 0);
-    if (target !== core.runTarget || uid !== core.runUid || core.runM + 1 > core.runHeadM || core.runB + bytes > core.runHeadB) {
+    if (!inRun || target !== core.runTargets[0] || uid !== core.runUid
+      || core.runCount + 1 > core.runHeadCount || core.runBytes + bytes > core.runHeadBytes) {
       core.flushRun();
       this.receipts.syncPeer(target);
-      const ul = target.user.ledger, pl = target.ledger;
-      core.runHeadM = Math.min(ul.headroom(uid, MESSAGES), pl.headroom(uid, MESSAGES));
-      core.runHeadB = Math.min(ul.headroom(uid, BYTES), pl.headroom(uid, BYTES));
-      if (core.runHeadM < 1 || core.runHeadB < bytes) return -1;
-      core.runTarget = target;
-      core.runUid = uid;
+      core.runBegin(RUN_UNICAST, uid);
+      core.runAdd(target);
+      core.runLimit();
+      if (core.runHeadCount < 1 || core.runHeadBytes < bytes) {
+        core.flushRun();
+        return -1;
+      }
     }
-    core.runM++;
-    core.runB += bytes;
+    core.runCount++;
+    core.runBytes += bytes;
     this.deliver(sender, target, node, ++core.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
     return 0;
   }
