@@ -3,11 +3,12 @@
 // that need the coordinator to find a known set of records in a ring at once
 // (test/runs.test.ts). Not a way to run a bus: nothing here watches threads or sleeps.
 
-import { MessageChannel } from 'node:worker_threads';
+import { threadId } from 'node:worker_threads';
 import { Coordinator } from '../src/coordinator/coordinator.js';
 import { DEFAULT_QUOTA_RULE } from '../src/coordinator/quota.js';
 import type { Limits } from '../src/coordinator/ledger.js';
 import { Peer, type PeerTicket } from '../src/index.js';
+import { setLocalCoordinator } from '../src/peer/watch.js';
 
 export interface InThreadBus {
   readonly coordinator: Coordinator;
@@ -25,14 +26,15 @@ export function inThreadBus(users: Record<number, Partial<Limits>> = {}, userLim
     quota: DEFAULT_QUOTA_RULE,
     maxMessageBytes: 1 << 20,
   });
+  // This thread's death watch (which also carries pool segments) goes straight to this coordinator.
+  setLocalCoordinator((port) => coordinator.watchThread(threadId, port, () => undefined));
   return {
     coordinator,
     open(uid, limits) {
-      const { created } = coordinator.createPeer(uid, limits);
-      // The death watch's port: nobody closes it here.
-      const port = new MessageChannel().port1;
-      port.unref();
-      const ticket: PeerTicket = { kind: 'threadbus.ticket', ...created, doorbell: coordinator.doorbell, port, transfer: [] };
+      const created = coordinator.createPeer(uid, limits);
+      const ticket: PeerTicket = {
+        kind: 'threadbus.ticket', ...created, doorbell: coordinator.doorbell, busThread: threadId, port: null, transfer: [],
+      };
       return { peer: Peer.open(ticket), id: created.peerId };
     },
     handleTo(owner, holder) {

@@ -77,7 +77,7 @@ export function checkTicket(t: unknown, what: string): asserts t is PeerTicket {
   if (x.outOffset !== layout.outOffset || x.verdictOffset !== layout.verdictOffset
     || x.descriptorOffset !== layout.descriptorOffset || x.inSab.byteLength < layout.poolOffset) throw bad('bad layout');
   if (!Number.isSafeInteger(x.maxMessageBytes) || x.maxMessageBytes < 0) throw bad('bad maxMessageBytes');
-  if (!Number.isSafeInteger(x.busThread) || x.busThread <= 0) throw bad('bad busThread');
+  if (!Number.isSafeInteger(x.busThread) || x.busThread < 0) throw bad('bad busThread');
   const port = heldPort(x);
   if (port !== null && !(port instanceof MessagePort)) throw bad('bad port');
 }

@@ -111,6 +111,16 @@ export class ThreadWatch {
 
 const watches = new Map<number, ThreadWatch>();
 
+/**
+ * A coordinator that runs in this very thread, driven by hand (perf/in-thread.ts: a
+ * measurement and test rig, not a way to run a bus), takes the watch here: a thread
+ * cannot postMessageToThread itself. Not exported by the package.
+ */
+let localCoordinator: ((port: MessagePort) => void) | null = null;
+export function setLocalCoordinator(take: ((port: MessagePort) => void) | null): void {
+  localCoordinator = take;
+}
+
 /** The value a peer opened in this thread stores in CTL_OPENED. */
 export const OPENED_HERE = threadId + 1;
 
@@ -126,9 +136,13 @@ export function watchThread(busThread: number): ThreadWatch {
   });
   // It only watches; it must not keep this thread alive.
   port1.unref();
-  // Posted synchronously (the promise only reports delivery). If it fails, the coordinator
-  // is gone, and its peers are shut down by their owner (src/peer-registry.ts).
-  postMessageToThread(busThread, { kind: WATCH_KIND, port: port2 }, [port2]).catch(() => undefined);
+  if (busThread === threadId && localCoordinator !== null) {
+    localCoordinator(port2);
+  } else {
+    // Posted synchronously (the promise only reports delivery). If it fails, the coordinator
+    // is gone, and its peers are shut down by their owner (src/peer-registry.ts).
+    postMessageToThread(busThread, { kind: WATCH_KIND, port: port2 }, [port2]).catch(() => undefined);
+  }
   watches.set(busThread, watch);
   return watch;
 }
