@@ -114,11 +114,14 @@ const watches = new Map<number, ThreadWatch>();
 /**
  * A coordinator that runs in this very thread, driven by hand (perf/in-thread.ts: a
  * measurement and test rig, not a way to run a bus), takes the watch here: a thread
- * cannot postMessageToThread itself. Not exported by the package.
+ * cannot postMessageToThread itself. Setting one forgets this thread's watch for the
+ * previous one (every such coordinator has this thread's id). Not exported by the package.
  */
 let localCoordinator: ((port: MessagePort) => void) | null = null;
 export function setLocalCoordinator(take: ((port: MessagePort) => void) | null): void {
   localCoordinator = take;
+  // Each such coordinator is another bus with the same thread id: it needs a watch of its own.
+  watches.delete(threadId);
 }
 
 /** The value a peer opened in this thread stores in CTL_OPENED. */
