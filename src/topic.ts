@@ -193,9 +193,19 @@ export class Topic {
     if (all !== null) {
       const sent = this.#sent;
       const n = all.length;
+      // Every chunk is written before any is awaited: while one is awaited, a subscription's
+      // node-destroy may arrive and release its handle, which a later chunk would still name.
+      const chunks: Array<Promise<SendReport>> = [];
       for (let at = 0; at < n; at += MAX_DESTINATIONS) {
         const to = n <= MAX_DESTINATIONS ? all : all.slice(at, at + MAX_DESTINATIONS);
-        const r = await this.#layer.core.send(to, data, opts?.handles, EVENT_FLAGS) as SendReport;
+        chunks.push(this.#layer.core.send(to, data, opts?.handles, EVENT_FLAGS) as Promise<SendReport>);
+      }
+      const results = chunks.length === 1 ? [{ status: 'fulfilled' as const, value: await chunks[0]! }] : await Promise.allSettled(chunks);
+      for (let c = 0; c < results.length; c++) {
+        const res = results[c]!;
+        if (res.status === 'rejected') throw res.reason;
+        const r = res.value;
+        const at = c * MAX_DESTINATIONS;
         report.delivered += r.delivered.length;
         for (const { destination, error } of r.refused) {
           const h = sent[all.indexOf(destination, at)];
