@@ -31,7 +31,6 @@ import type { TbIdlePeersData, TbReqrepData, TbStreamReceiverData, TbStreamSende
 const ROLES = new URL('../workers/threadbus.js', import.meta.url);
 const RECEIVER_MESSAGES = 1 << 18;
 const SENDER_LIMITS = { messages: 64, handles: 64, bytes: 64 * 1024 };
-const MAX_MESSAGE_BYTES = 64 * 1024;
 const SENDER_UID_BASE = 1;
 /** Peers created at once by idlePeers() and idleOnBus(). */
 const IDLE_BATCH = 100;
@@ -44,14 +43,19 @@ const RECEIVER_UID_BASE = 100_000;
 /** 64 KiB payloads get a larger byte budget, so that 16 MiB (128 messages in flight) is not all that is measured. */
 const LARGE_PAYLOAD_BYTES_LIMIT = 64 * 1024 * 1024;
 
-/** Small messages get a small maximum, hence small OUT rings: less queued at STOP to drain. */
+/**
+ * Small messages get a small maximum, hence small OUT rings: less queued at STOP to drain.
+ * 64 KiB messages get the bus's default maximum (1 MiB, a 2 MiB OUT ring): with a maximum
+ * of 64 KiB the ring would be 128 KiB, room for one such record at a time (an OUT ring
+ * holds one largest record: shared/layout.ts outRingBytes).
+ */
 const SMALL_MAX_MESSAGE_BYTES = 2048;
 
 function startBus(workload?: StreamWorkload): Promise<Bus> {
   const large = workload === 'oneway-64KiB';
   return Bus.start({
     userLimits: { messages: RECEIVER_MESSAGES, bytes: large ? LARGE_PAYLOAD_BYTES_LIMIT : undefined },
-    maxMessageBytes: large ? MAX_MESSAGE_BYTES : SMALL_MAX_MESSAGE_BYTES,
+    maxMessageBytes: large ? undefined : SMALL_MAX_MESSAGE_BYTES,
   });
 }
 
