@@ -6,9 +6,10 @@
  * (main thread) and the three workers (by role).
  */
 
-import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Bus, Peer } from '../src/index.js';
+import { logged, stopListening, workerLog } from './worker-log.js';
 
 const EVENTS = 40;
 
@@ -16,19 +17,18 @@ if (isMainThread) {
   // uid 2000's peers may hold 8 messages between them: the slow subscriber's budget.
   const bus = await Bus.start({ users: { 2000: { messages: 8 } } });
   const url = new URL(import.meta.url);
-  const pub = await bus.spawn(url, { uid: 100, nodes: ['news'], workerData: { role: 'publisher' } });
+  const pub = await bus.spawn(url, { uid: 100, nodes: ['news'], ...logged('publisher') });
   const subs = await Promise.all([['fast', 1000], ['slow', 2000]].map(([role, uid]) =>
-    bus.spawn(url, { uid: uid as number, handles: { news: pub.nodes.news }, workerData: { role } })));
-  for (const w of [pub, ...subs]) w.worker.on('message', (line) => console.log(line));
+    bus.spawn(url, { uid: uid as number, handles: { news: pub.nodes.news }, ...logged(role as string) })));
   await Promise.all(subs.map((s) => s.exited));
   await pub.exited;
+  stopListening();
   const s = await bus.stats();
   console.log(`refusals seen by the bus for the publisher's uid: ${JSON.stringify(s.byUid[100].refused)}`);
   await bus.close();
 } else {
-  const { role } = workerData as { role: 'publisher' | 'fast' | 'slow' };
+  const { role, log } = workerLog<'publisher' | 'fast' | 'slow'>();
   const peer = Peer.open();
-  const log = (line: string) => parentPort!.postMessage(`[${role}] ${line}`);
   if (role === 'publisher') {
     const topic = peer.topic();
     const reading = (async () => {

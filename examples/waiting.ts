@@ -6,26 +6,26 @@
  * and the two workers.
  */
 
-import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Bus, BusError, Peer } from '../src/index.js';
+import { logged, stopListening, workerLog } from './worker-log.js';
 
 const COUNT = 200;
 
 if (isMainThread) {
   const bus = await Bus.start({ users: { 2000: { messages: 16 } } });
   const url = new URL(import.meta.url);
-  const consumer = await bus.spawn(url, { uid: 2000, nodes: ['inbox'], workerData: { role: 'consumer' } });
-  const producer = await bus.spawn(url, { uid: 1000, handles: { out: consumer.nodes.inbox }, workerData: { role: 'producer' } });
-  for (const w of [consumer, producer]) w.worker.on('message', (line) => console.log(line));
+  const consumer = await bus.spawn(url, { uid: 2000, nodes: ['inbox'], ...logged('consumer') });
+  const producer = await bus.spawn(url, { uid: 1000, handles: { out: consumer.nodes.inbox }, ...logged('producer') });
   await Promise.all([consumer.exited, producer.exited]);
+  stopListening();
   const s = await bus.stats();
   console.log(`producer sent ${s.byUid[1000].sent}, consumer received ${s.byUid[2000].received}`);
   await bus.close();
 } else {
-  const { role } = workerData as { role: 'producer' | 'consumer' };
+  const { role, log } = workerLog<'producer' | 'consumer'>();
   const peer = Peer.open();
-  const log = (line: string) => parentPort!.postMessage(`[${role}] ${line}`);
   if (role === 'producer') {
     try {
       await peer.send(peer.handles.out, 'probe');

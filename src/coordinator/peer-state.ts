@@ -68,7 +68,7 @@ export class PeerState implements SegmentSink {
   readonly desc: SlotRingWriter;
   readonly verdicts: SlotRingWriter;
   readonly ctl: Int32Array;
-  /** A Buffer view for large copies out of OUT (Buffer.copy is a memmove with no view per message). */
+  /** A Buffer view for large copies out of OUT (made once; Node 20's Buffer.copy still makes a view of its source per call). */
   readonly outBuf: Buffer;
   readonly inI32: Int32Array;
   readonly pool: Pool;
