@@ -38,8 +38,10 @@ export class Inbox implements SliceOwner {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
   readonly #pool: PoolMap;
-  /** Set by Peer once the layer exists (the layer needs the Peer). */
-  layer!: Layer;
+  /** The peer's layer, asked of `#owner` at the first message (an idle peer has none). */
+  #layer: Layer | null = null;
+  readonly #owner: object;
+  readonly #layerOf: (owner: object) => Layer;
   #asyncRecvWaiters = 0;
   /** The release batch (in link.scratch), made at the first release: an idle peer has none. */
   #releases: Int32Array | null = null;
@@ -50,9 +52,11 @@ export class Inbox implements SliceOwner {
   /** PeerLink.nextReq at the last wait: a wait after a request is waiting for an answer. */
   #reqAtWait = 0;
 
-  constructor(link: PeerLink, outbox: Outbox) {
+  constructor(link: PeerLink, outbox: Outbox, owner: object, layerOf: (owner: object) => Layer) {
     this.#link = link;
     this.#outbox = outbox;
+    this.#owner = owner;
+    this.#layerOf = layerOf;
     // The pool's first segment follows the descriptor ring (shared/layout.ts).
     const desc = link.desc;
     this.#pool = new PoolMap(link, desc.ctl.byteOffset + RING_HEADER_BYTES + desc.slots * DESC_SLOT_BYTES);
@@ -115,14 +119,14 @@ export class Inbox implements SliceOwner {
           for (let i = 0; i < nh; i++) handles[i] = seg.i32[hw + i] >>> 0;
         }
         msg = new Message('data', dest, new Uint8Array(seg.sab, byte, bytes), handles, uid, seq,
-          (word & DESC_CONTINUE) !== 0, this, offset, word >>> TAG_SHIFT, this.layer);
+          (word & DESC_CONTINUE) !== 0, this, offset, word >>> TAG_SHIFT, this.#layer ??= this.#layerOf(this.#owner));
       } else {
         msg = new Message(kind === KIND_NODE_DESTROY ? 'node-destroy' : 'node-release', dest, null, null, uid, seq,
           (word & DESC_CONTINUE) !== 0, null, 0);
       }
       desc.consume();
       link.consumed();
-      if (this.layer.route(msg)) continue;
+      if ((this.#layer ??= this.#layerOf(this.#owner)).route(msg)) continue;
       return msg;
     }
   }
