@@ -117,8 +117,8 @@ export class PeerState implements SegmentSink {
   fifoUid = NO_UIDS;
   fifoSlot = NO_WORDS;          // -1: a notification (charges nothing)
   fifoHandles = NO_WORDS;       // handles charged in flight
-  /** Handles carried by queued messages, by descriptor position (only messages that carry any). */
-  readonly fifoHandleList = new Map<number, Handle[]>();
+  /** Handles carried by queued messages, by descriptor position (only messages that carry any); made at the first. */
+  #handleLists: Map<number, Handle[]> | null = null;
   /** Descriptor position up to which receipt has been accounted. */
   syncedTail = 0;
   readonly overflow: PendingDescriptor[] = [];
@@ -164,6 +164,10 @@ export class PeerState implements SegmentSink {
 
   private get descBase(): number {
     return this.desc.ctl.byteOffset + RING_HEADER_BYTES;
+  }
+
+  get fifoHandleList(): Map<number, Handle[]> {
+    return this.#handleLists ??= new Map();
   }
 
   get fifoCapacity(): number {
@@ -226,11 +230,12 @@ export class PeerState implements SegmentSink {
         runH += this.fifoHandles[i];
         runB += this.pool.chargedOf(slot);
         this.pool.markReceived(slot);
-        if (this.fifoHandleList.size > 0) {
-          const list = this.fifoHandleList.get(pos);
+        const lists = this.#handleLists;
+        if (lists !== null && lists.size > 0) {
+          const list = lists.get(pos);
           if (list !== undefined) {
             for (const handle of list) handle.refsInFlight--;
-            this.fifoHandleList.delete(pos);
+            lists.delete(pos);
           }
         }
       }
