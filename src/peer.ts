@@ -55,12 +55,20 @@ function body2(reqId: number, arg: number): Uint8Array {
   return new Uint8Array(new Int32Array([reqId, arg]).buffer);
 }
 
+/** A peer's layer, made on demand (one function for every peer: the inbox keeps no closure). */
+let layerOf: (peer: object) => Layer;
+
 export class Peer implements AsyncIterable<Message>, SliceOwner {
   readonly uid: number;
   /** Named nodes and handles this peer was given by bus.spawn() (empty for Peer.open(ticket)). */
   readonly handles: Readonly<Record<string, HandleId>>;
-  /** The everyday layer: request/reply, subscriptions, routing (src/router.ts). */
-  #layer: Layer;
+  /**
+   * The everyday layer: request/reply, subscriptions, routing (src/router.ts). Made at
+   * its first use (the first message read, request, subscription or topic), as is the
+   * #core it is given: a peer that idles builds neither.
+   */
+  #layerObj: Layer | null = null;
+  #coreObj: PeerCore | null = null;
   #link: PeerLink;
   #outbox: Outbox;
   #acks: Acks;
@@ -72,10 +80,21 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     const link = this.#link = new PeerLink(ticket, watch);
     const outbox = this.#outbox = new Outbox(ticket, link);
     const acks = this.#acks = new Acks(ticket, link, outbox);
-    const inbox = this.#inbox = new Inbox(link, outbox);
+    const inbox = this.#inbox = new Inbox(link, outbox, this, layerOf);
     outbox.acks = acks;
     outbox.releases = inbox;
-    this.#layer = inbox.layer = new Layer(this, this.#core);
+  }
+
+  static {
+    layerOf = (peer) => (peer as Peer).#layer;
+  }
+
+  get #layer(): Layer {
+    return this.#layerObj ??= new Layer(this, this.#core);
+  }
+
+  get #core(): PeerCore {
+    return this.#coreObj ??= this.#makeCore();
   }
 
   /**
@@ -206,23 +225,25 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   }
 
   /** What the layer may do with this peer's internals; nothing else reaches them. */
-  #core: PeerCore = {
-    send: (to, data, handles, flags) => this.#sendFlags(to, data, handles, flags),
-    recvRing: () => this.#inbox.recvRing(),
-    headWord: () => Atomics.load(this.#link.desc.ctl, RING_HEAD),
-    sleepHead: (seen) => this.#inbox.waitHead(seen),
-    createNodeLater: () => {
-      const reqId = this.#link.takeReq();
-      this.#outbox.writeRecord(OP_CREATE_NODE, body2(reqId, 0));
-      return this.#acks.expect(reqId, K_SEND, 'createNode') as Promise<HandleId>; // the verdict's detail is the id
-    },
-    wakeHead: () => Atomics.notify(this.#link.desc.ctl, RING_HEAD),
-    wakeWord: () => this.#link.ctl,
-    isOpen: () => this.isOpen,
-    writeWait: (uid, flags) => this.#outbox.writeRecord(OP_WAIT, new Uint8Array(new Int32Array([0, uid, flags]).buffer)),
-    // reqId 0: no verdict and no wait; the record is ordered after everything written before it.
-    releaseLater: (h) => this.#outbox.writeRecord(OP_RELEASE_HANDLE, body2(0, h)),
-  };
+  #makeCore(): PeerCore {
+    return {
+      send: (to, data, handles, flags) => this.#sendFlags(to, data, handles, flags),
+      recvRing: () => this.#inbox.recvRing(),
+      headWord: () => Atomics.load(this.#link.desc.ctl, RING_HEAD),
+      sleepHead: (seen) => this.#inbox.waitHead(seen),
+      createNodeLater: () => {
+        const reqId = this.#link.takeReq();
+        this.#outbox.writeRecord(OP_CREATE_NODE, body2(reqId, 0));
+        return this.#acks.expect(reqId, K_SEND, 'createNode') as Promise<HandleId>; // the verdict's detail is the id
+      },
+      wakeHead: () => Atomics.notify(this.#link.desc.ctl, RING_HEAD),
+      wakeWord: () => this.#link.ctl,
+      isOpen: () => this.isOpen,
+      writeWait: (uid, flags) => this.#outbox.writeRecord(OP_WAIT, new Uint8Array(new Int32Array([0, uid, flags]).buffer)),
+      // reqId 0: no verdict and no wait; the record is ordered after everything written before it.
+      releaseLater: (h) => this.#outbox.writeRecord(OP_RELEASE_HANDLE, body2(0, h)),
+    };
+  }
 
   /**
    * The high-throughput form of send: no promise per message. Returns the request id;
@@ -291,7 +312,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     if (link.closed || Atomics.load(link.ctl, CTL_STATE) !== STATE_OPEN || link.coordinatorGone) {
       throw shutdown('recv');
     }
-    return this.#layer.unstash() ?? this.#inbox.recvRing();
+    // Only a layer that exists can have stashed messages.
+    return this.#layerObj?.unstash() ?? this.#inbox.recvRing();
   }
 
   /** The next message; waits for one. Rejects with ESHUTDOWN once the peer is closed. */

@@ -74,7 +74,8 @@ export class Ledger {
   readonly inflight = this.words.subarray(2 * RESOURCE_COUNT, 3 * RESOURCE_COUNT);
 
   private readonly selfInflight = this.words.subarray(3 * RESOURCE_COUNT, 4 * RESOURCE_COUNT);
-  private readonly shareBySender = new Map<number, Float64Array>();
+  /** Made at the first foreign charge: an idle peer's ledger has none. */
+  private shareBySender: Map<number, Float64Array> | null = null;
   // One-entry cache of shareBySender: a burst of sends usually comes from one uid.
   private lastSender = -1;
   private lastShare: Float64Array | undefined = undefined;
@@ -102,7 +103,7 @@ export class Ledger {
 
   /** Live view of `uid`'s in-flight share (may be all zeros); undefined for the owner and for uids never seen. Do not mutate. */
   shareOf(uid: number): Float64Array | undefined {
-    return this.shareBySender.get(uid);
+    return this.shareBySender?.get(uid);
   }
 
   /** Foreign uids with a nonzero share on at least one resource. */
@@ -117,6 +118,7 @@ export class Ledger {
 
   /** Nonzero shares, as live views; for introspection only (allocates). */
   *shares(): IterableIterator<[number, Float64Array]> {
+    if (this.shareBySender === null) return;
     for (const entry of this.shareBySender) {
       if (!allZero(entry[1])) yield entry;
     }
@@ -177,7 +179,7 @@ export class Ledger {
       let share = this.lookupShare(sender);
       if (share === undefined) {
         share = new Float64Array(RESOURCE_COUNT);
-        this.shareBySender.set(sender, share);
+        (this.shareBySender ??= new Map()).set(sender, share);
         this.lastSender = sender;
         this.lastShare = share;
       }
@@ -246,7 +248,7 @@ export class Ledger {
 
   private lookupShare(sender: number): Float64Array | undefined {
     if (sender === this.lastSender) return this.lastShare;
-    const share = this.shareBySender.get(sender);
+    const share = this.shareBySender?.get(sender);
     // Only found entries are cached: entries are never deleted, so a hit stays valid.
     if (share !== undefined) {
       this.lastSender = sender;

@@ -67,9 +67,9 @@ export class PeerState implements SegmentSink {
   readonly out: ByteRingReader;
   readonly desc: SlotRingWriter;
   readonly verdicts: SlotRingWriter;
+  /** The control block's words: the same view as inI32 (the block starts the buffer), so an idle peer has one view less. */
   readonly ctl: Int32Array;
-  /** A Buffer view for large copies out of OUT (made once; Node 20's Buffer.copy still makes a view of its source per call). */
-  readonly outBuf: Buffer;
+  #outBuf: Buffer | null = null;
   readonly inI32: Int32Array;
   readonly pool: Pool;
   /** Where new pool segments go (set by the coordinator at createPeer). */
@@ -117,8 +117,8 @@ export class PeerState implements SegmentSink {
   fifoUid = NO_UIDS;
   fifoSlot = NO_WORDS;          // -1: a notification (charges nothing)
   fifoHandles = NO_WORDS;       // handles charged in flight
-  /** Handles carried by queued messages, by descriptor position (only messages that carry any). */
-  readonly fifoHandleList = new Map<number, Handle[]>();
+  /** Handles carried by queued messages, by descriptor position (only messages that carry any); made at the first. */
+  #handleLists: Map<number, Handle[]> | null = null;
   /** Descriptor position up to which receipt has been accounted. */
   syncedTail = 0;
   readonly overflow: PendingDescriptor[] = [];
@@ -136,13 +136,20 @@ export class PeerState implements SegmentSink {
     this.out = new ByteRingReader(args.inSab, args.outOffset, args.outRingBytes);
     this.verdicts = new SlotRingWriter(args.inSab, args.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
     this.desc = new SlotRingWriter(args.inSab, args.descriptorOffset, args.descriptorSlots, DESC_SLOT_BYTES);
-    this.ctl = new Int32Array(args.inSab, 0, 64);
-    this.outBuf = Buffer.from(args.inSab, args.outOffset + RING_HEADER_BYTES, args.outRingBytes);
     this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
+    this.ctl = this.inI32;
     this.pool = args.pool;
     args.pool.attach(args.inSab, this.inI32, args.poolOffset, this);
     const slots = args.descriptorSlots;
     this.fifoMax = slots;
+  }
+
+  /**
+   * A Buffer view of OUT's data for payload copies (Node 20's Buffer.copy still makes a
+   * view of its source per call): made at the first send, so a peer that never sends has none.
+   */
+  get outBuf(): Buffer {
+    return this.#outBuf ??= Buffer.from(this.out.u8.buffer, this.out.u8.byteOffset, this.out.u8.byteLength);
   }
 
   /** SegmentSink: a new pool segment goes to this peer, through its thread's watch (segment-mail.ts). */
@@ -157,6 +164,10 @@ export class PeerState implements SegmentSink {
 
   private get descBase(): number {
     return this.desc.ctl.byteOffset + RING_HEADER_BYTES;
+  }
+
+  get fifoHandleList(): Map<number, Handle[]> {
+    return this.#handleLists ??= new Map();
   }
 
   get fifoCapacity(): number {
@@ -219,11 +230,12 @@ export class PeerState implements SegmentSink {
         runH += this.fifoHandles[i];
         runB += this.pool.chargedOf(slot);
         this.pool.markReceived(slot);
-        if (this.fifoHandleList.size > 0) {
-          const list = this.fifoHandleList.get(pos);
+        const lists = this.#handleLists;
+        if (lists !== null && lists.size > 0) {
+          const list = lists.get(pos);
           if (list !== undefined) {
             for (const handle of list) handle.refsInFlight--;
-            this.fifoHandleList.delete(pos);
+            lists.delete(pos);
           }
         }
       }

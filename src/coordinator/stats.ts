@@ -27,13 +27,21 @@ interface CountedUser {
   readonly ledger: Ledger;
 }
 
+/** The refusals of a peer or user that has had none: shared by all of them, never written. */
+const NO_REFUSALS = new Float64Array(ERROR_CODES.length + 1);
+
 export class Counters {
   sent = 0;
   received = 0;
   bytesSent = 0;
   bytesReceived = 0;
-  /** By wire code (index = code number). */
-  readonly refused = new Float64Array(ERROR_CODES.length + 1);
+  /** By wire code (index = code number); an array of its own from the first refusal (countRefused). */
+  refused = NO_REFUSALS;
+}
+
+function bumpRefused(c: Counters, code: number): void {
+  if (c.refused === NO_REFUSALS) c.refused = new Float64Array(NO_REFUSALS.length);
+  c.refused[code]++;
 }
 
 /** A delivery of `bytes` (as charged) from `sender`. */
@@ -54,8 +62,8 @@ export function countReceived(peer: CountedPeer, messages: number, bytes: number
 }
 
 export function countRefused(sender: CountedPeer, code: number): void {
-  sender.stats.refused[code]++;
-  sender.user.stats.refused[code]++;
+  bumpRefused(sender.stats, code);
+  bumpRefused(sender.user.stats, code);
 }
 
 /** Messages charged in flight, and received but not released, by one ledger's totals. */

@@ -38,26 +38,32 @@ export class Inbox implements SliceOwner {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
   readonly #pool: PoolMap;
-  /** Set by Peer once the layer exists (the layer needs the Peer). */
-  layer!: Layer;
+  /** The peer's layer, asked of `#owner` at the first message (an idle peer has none). */
+  #layer: Layer | null = null;
+  readonly #owner: object;
+  readonly #layerOf: (owner: object) => Layer;
   #asyncRecvWaiters = 0;
-  readonly #releases: Int32Array;
-  readonly #releasesU8: Uint8Array;
-  #flushReleasesFn = () => this.flushReleases();
-  /** How long a receive spins before it sleeps (shared/wait.ts Spinner): one per peer. */
-  readonly #spinner: Spinner;
+  /** The release batch (in link.scratch), made at the first release: an idle peer has none. */
+  #releases: Int32Array | null = null;
+  #releasesU8: Uint8Array | null = null;
+  #flushReleasesFn: (() => void) | null = null;
+  /** How long a receive spins before it sleeps (shared/wait.ts Spinner): one per peer, made at its first wait. */
+  #spinnerObj: Spinner | null = null;
   /** PeerLink.nextReq at the last wait: a wait after a request is waiting for an answer. */
   #reqAtWait = 0;
 
-  constructor(link: PeerLink, outbox: Outbox) {
+  constructor(link: PeerLink, outbox: Outbox, owner: object, layerOf: (owner: object) => Layer) {
     this.#link = link;
     this.#outbox = outbox;
+    this.#owner = owner;
+    this.#layerOf = layerOf;
     // The pool's first segment follows the descriptor ring (shared/layout.ts).
     const desc = link.desc;
     this.#pool = new PoolMap(link, desc.ctl.byteOffset + RING_HEADER_BYTES + desc.slots * DESC_SLOT_BYTES);
-    this.#releases = link.scratch.subarray(0, 2 + RELEASE_BATCH);
-    this.#releasesU8 = new Uint8Array(link.scratch.buffer, link.scratch.byteOffset, 4 * (2 + RELEASE_BATCH));
-    this.#spinner = new Spinner(link.doorbell, BELL_SPIN_SLOTS, PEER_SPINNERS);
+  }
+
+  get #spinner(): Spinner {
+    return this.#spinnerObj ??= new Spinner(this.#link.doorbell, BELL_SPIN_SLOTS, PEER_SPINNERS);
   }
 
   /**
@@ -113,14 +119,14 @@ export class Inbox implements SliceOwner {
           for (let i = 0; i < nh; i++) handles[i] = seg.i32[hw + i] >>> 0;
         }
         msg = new Message('data', dest, new Uint8Array(seg.sab, byte, bytes), handles, uid, seq,
-          (word & DESC_CONTINUE) !== 0, this, offset, word >>> TAG_SHIFT, this.layer);
+          (word & DESC_CONTINUE) !== 0, this, offset, word >>> TAG_SHIFT, this.#layer ??= this.#layerOf(this.#owner));
       } else {
         msg = new Message(kind === KIND_NODE_DESTROY ? 'node-destroy' : 'node-release', dest, null, null, uid, seq,
           (word & DESC_CONTINUE) !== 0, null, 0);
       }
       desc.consume();
       link.consumed();
-      if (this.layer.route(msg)) continue;
+      if ((this.#layer ??= this.#layerOf(this.#owner)).route(msg)) continue;
       return msg;
     }
   }
@@ -175,19 +181,29 @@ export class Inbox implements SliceOwner {
    */
   releaseSlice(offset: number): void {
     if (!this.#link.isOpen()) return; // the coordinator already took the whole pool back
-    const n = this.#releases[1];
-    this.#releases[2 + n] = offset;
-    this.#releases[1] = n + 1;
+    const releases = this.#releases ?? this.#makeReleases();
+    const n = releases[1];
+    releases[2 + n] = offset;
+    releases[1] = n + 1;
     if (n + 1 === RELEASE_BATCH) this.flushReleases();
-    else if (n === 0) queueMicrotask(this.#flushReleasesFn);
+    else if (n === 0) queueMicrotask(this.#flushReleasesFn!);
+  }
+
+  #makeReleases(): Int32Array {
+    const scratch = this.#link.scratch;
+    this.#releasesU8 = new Uint8Array(scratch.buffer, scratch.byteOffset, 4 * (2 + RELEASE_BATCH));
+    this.#flushReleasesFn = () => this.flushReleases();
+    return this.#releases = scratch.subarray(0, 2 + RELEASE_BATCH);
   }
 
   flushReleases(): void {
     this.#link.publishTail();
-    const n = this.#releases[1];
+    const releases = this.#releases;
+    if (releases === null) return;
+    const n = releases[1];
     if (n === 0) return;
-    if (this.#link.isOpen()) this.#outbox.writeRecordRaw(OP_RELEASE_SLICES, this.#releasesU8.subarray(0, 8 + 4 * n));
-    this.#releases[1] = 0;
+    if (this.#link.isOpen()) this.#outbox.writeRecordRaw(OP_RELEASE_SLICES, this.#releasesU8!.subarray(0, 8 + 4 * n));
+    releases[1] = 0;
   }
 }
 

@@ -24,6 +24,19 @@ import type { ThreadWatch, WatchedLink, SegmentLetter } from './watch.js';
 /** Receipts published together (see consumed()). */
 const TAIL_BATCH = 32;
 
+/**
+ * One Int32Array per doorbell buffer in this thread: the peers a bus mints here share its
+ * doorbell object, so they share the view too (a ticket that came by message has its own
+ * buffer object, and gets its own view).
+ */
+const doorbellViews = new WeakMap<SharedArrayBuffer, Int32Array>();
+
+function doorbellView(sab: SharedArrayBuffer): Int32Array {
+  let view = doorbellViews.get(sab);
+  if (view === undefined) doorbellViews.set(sab, view = new Int32Array(sab));
+  return view;
+}
+
 export class PeerLink implements WatchedLink {
   readonly ctl: Int32Array;
   readonly inSab: SharedArrayBuffer;
@@ -42,16 +55,18 @@ export class PeerLink implements WatchedLink {
   coordinatorGone = false;
   #nextReq = 1;
   #unpublished = 0;
-  #publishTailFn = () => this.publishTail();
+  /** Made at the first receipt: a peer that never receives has no closure for it. */
+  #publishTailFn: (() => void) | null = null;
   /** The release batch (2 + RELEASE_BATCH words) and a small request body (2 words), in one buffer. */
   readonly scratch = new Int32Array(2 + RELEASE_BATCH + 2);
 
   constructor(m: PeerTicket, watch: ThreadWatch) {
-    this.ctl = new Int32Array(m.inSab, 0, 64);
     this.inSab = m.inSab;
     this.inI32 = new Int32Array(m.inSab, 0, m.inSab.byteLength >> 2);
+    // The control block starts the buffer: its words are inI32's first ones, one view for both.
+    this.ctl = this.inI32;
     this.desc = new SlotRingReader(m.inSab, m.descriptorOffset, m.descriptorSlots, DESC_SLOT_BYTES);
-    this.doorbell = new Int32Array(m.doorbell);
+    this.doorbell = doorbellView(m.doorbell);
     const bell = Atomics.load(this.ctl, CTL_BELL);
     this.bellWord = bell >= 0 ? BELL_MAP + (bell >> 5) : -1;
     this.bellBit = bell >= 0 ? 1 << (bell & 31) : 0;
@@ -130,7 +145,7 @@ export class PeerLink implements WatchedLink {
    */
   consumed(): void {
     if (++this.#unpublished >= TAIL_BATCH) this.publishTail();
-    else if (this.#unpublished === 1) queueMicrotask(this.#publishTailFn);
+    else if (this.#unpublished === 1) queueMicrotask(this.#publishTailFn ??= () => this.publishTail());
   }
 
   publishTail(): void {
