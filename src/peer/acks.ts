@@ -11,13 +11,15 @@
  * no entry is a rejected post.
  *
  * This thread is the single consumer of its verdict ring. The pump runs as a microtask
- * while anything is pending or queued, then sleeps (async, bounded) on CTL_ACKED or on
- * the OUT tail; the blocking waits here (synchronous requests, post() backpressure)
- * spin, then sleep in bounded chunks and re-check the peer, so shutdown, disconnection
- * or a dead coordinator surface as ESHUTDOWN, never a hang.
+ * while anything is pending or queued; while the user keeps acting it only settles (every
+ * SETTLE_EVERY new requests) and runs again after the user's microtasks; once nothing
+ * moves it spins briefly, then sleeps (async, bounded) on CTL_ACKED or on the OUT tail.
+ * The blocking waits here (synchronous requests, post() backpressure) spin, then sleep
+ * in bounded chunks and re-check the peer, so shutdown, disconnection or a dead
+ * coordinator surface as ESHUTDOWN, never a hang.
  *
- * Owns: the pending FIFO, the post stream's state (lastPost, postsInFlight, rejected
- * posts), the last synchronous request's outcome.
+ * Owns: the pending FIFO (circular arrays), the post stream's state (lastPost,
+ * postsInFlight, rejected posts), the last synchronous request's outcome.
  */
 
 import {
@@ -86,6 +88,7 @@ export class Acks {
   #pendedAtPump = 0;
   /** #pended when the pump last settled. */
   #pendedAtSettle = 0;
+  // The front request's outcome so far, from its verdicts (only the front can have one).
   #headError: BusError | null = null;
   #headValue: unknown = undefined;
   #headRefused: SendReport['refused'] | null = null;
