@@ -4,11 +4,15 @@
 // other cores are (docs/performance.md, Where the gaps come from). Not a throughput
 // benchmark: cross-thread costs (cache lines moving between cores, wake-ups) are absent.
 //
-//   node dist/perf/hot-loop.js [--bytes 64] [--dests 1] [--burst 16] [--seconds 2] [--reserve]
+//   node dist/perf/hot-loop.js [--bytes 64] [--dests 1] [--burst 16] [--seconds 2] [--reserve | --send]
 //
 // --dests N posts each message to N receivers at once (one atomic multicast); the figure
 // is then CPU per message and per delivery. --reserve produces each payload in place with
-// reserve()/postReserved() instead of post() of a ready buffer.
+// reserve()/postReserved() instead of post() of a ready buffer. --send uses the plain
+// `await send()` sender of the oneway-64B-send workload instead (perf/workers/threadbus.ts:
+// SEND_WINDOW sends in flight, each awaited before its slot is reused); the figure
+// `senderNsPerMessage` is then the CPU the sender's side alone spends per message (the
+// whole loop minus the coordinator's and the receivers' part, timed apart).
 
 import { parseArgs } from 'node:util';
 import { inThreadBus } from './in-thread.js';
@@ -21,6 +25,7 @@ const { values } = parseArgs({
     burst: { type: 'string', default: '16' },
     seconds: { type: 'string', default: '2' },
     reserve: { type: 'boolean', default: false },
+    send: { type: 'boolean', default: false },
   },
 });
 const BYTES = Number(values.bytes);
@@ -42,7 +47,29 @@ for (let i = 0; i < DESTS; i++) {
 const dest: number | number[] = DESTS === 1 ? to[0] : to;
 const payload = new Uint8Array(BYTES).fill(7);
 
+/** The plain sender's window (as in perf/workers/threadbus.ts). */
+const SEND_WINDOW = 1024;
+const window: Array<Promise<void> | undefined> = new Array(SEND_WINDOW);
+let slot = 0;
+const sendOne = async (): Promise<void> => {
+  await sender.send(dest, payload);
+};
+
 let received = 0;
+/** Time spent in the coordinator and the receivers (ms), to tell the sender's part apart. */
+let othersMs = 0;
+async function sendRound(): Promise<void> {
+  for (let i = 0; i < BURST; i++) {
+    await window[slot];
+    payload[0] = i;
+    window[slot] = sendOne();
+    slot = (slot + 1) % SEND_WINDOW;
+  }
+  const t0 = performance.now();
+  drive();
+  othersMs += performance.now() - t0;
+}
+
 function round(): void {
   for (let i = 0; i < BURST; i++) {
     if (values.reserve) {
@@ -54,6 +81,10 @@ function round(): void {
       sender.post(dest, payload);
     }
   }
+  drive();
+}
+
+function drive(): void {
   coordinator.runOnce();
   for (const r of receivers) {
     for (let m = r.tryRecv(); m !== undefined; m = r.tryRecv()) {
@@ -65,13 +96,15 @@ function round(): void {
   coordinator.runOnce();
 }
 
-async function measure(seconds: number): Promise<{ nsPerMessage: number; messages: number }> {
+async function measure(seconds: number): Promise<{ nsPerMessage: number; senderNs: number; messages: number }> {
   const r0 = received;
+  const o0 = othersMs;
   const t0 = process.cpuUsage();
   const end = performance.now() + seconds * 1000;
   let rounds = 0;
   while (performance.now() < end) {
-    for (let k = 0; k < 64; k++) round();
+    if (values.send) for (let k = 0; k < 64; k++) await sendRound();
+    else for (let k = 0; k < 64; k++) round();
     rounds += 64;
     // Let the receivers' queued release batches go out (they flush in a microtask).
     await null;
@@ -79,18 +112,22 @@ async function measure(seconds: number): Promise<{ nsPerMessage: number; message
   const t = process.cpuUsage(t0);
   const cpuNs = (t.user + t.system) * 1000;
   const messages = rounds * BURST;
-  if (received - r0 !== messages * DESTS) throw new Error(`lost messages: ${received - r0} of ${messages * DESTS}`);
-  return { nsPerMessage: cpuNs / messages, messages };
+  // The sends of the last window may not have reached the receivers yet.
+  const lost = messages * DESTS - (received - r0);
+  if (lost < 0 || lost > (values.send ? SEND_WINDOW * DESTS : 0)) throw new Error(`lost messages: ${received - r0} of ${messages * DESTS}`);
+  return { nsPerMessage: cpuNs / messages, senderNs: (cpuNs - (othersMs - o0) * 1e6) / messages, messages };
 }
 
 await measure(Math.min(1, SECONDS / 2)); // warm-up: let V8 optimize
-const runs: number[] = [];
-for (let i = 0; i < 3; i++) runs.push((await measure(SECONDS / 3)).nsPerMessage);
-runs.sort((a, b) => a - b);
-const med = runs[1];
+const measured: Array<{ nsPerMessage: number; senderNs: number }> = [];
+for (let i = 0; i < 3; i++) measured.push(await measure(SECONDS / 3));
+measured.sort((a, b) => a.nsPerMessage - b.nsPerMessage);
+const med = measured[1].nsPerMessage;
 console.log(JSON.stringify({
-  bytes: BYTES, dests: DESTS, burst: BURST, reserve: values.reserve,
-  cpuNsPerMessage: Math.round(med), cpuNsPerDelivery: Math.round(med / DESTS), runs: runs.map(Math.round),
+  bytes: BYTES, dests: DESTS, burst: BURST, reserve: values.reserve, send: values.send,
+  cpuNsPerMessage: Math.round(med), cpuNsPerDelivery: Math.round(med / DESTS),
+  ...(values.send ? { senderNsPerMessage: Math.round(measured[1].senderNs) } : {}),
+  runs: measured.map((m) => Math.round(m.nsPerMessage)),
 }));
 
 process.exit(0);

@@ -11,13 +11,15 @@
  * no entry is a rejected post.
  *
  * This thread is the single consumer of its verdict ring. The pump runs as a microtask
- * while anything is pending or queued, then sleeps (async, bounded) on CTL_ACKED or on
- * the OUT tail; the blocking waits here (synchronous requests, post() backpressure)
- * spin, then sleep in bounded chunks and re-check the peer, so shutdown, disconnection
- * or a dead coordinator surface as ESHUTDOWN, never a hang.
+ * while anything is pending or queued; while the user keeps acting it only settles (every
+ * SETTLE_EVERY new requests) and runs again after the user's microtasks; once nothing
+ * moves it spins briefly, then sleeps (async, bounded) on CTL_ACKED or on the OUT tail.
+ * The blocking waits here (synchronous requests, post() backpressure) spin, then sleep
+ * in bounded chunks and re-check the peer, so shutdown, disconnection or a dead
+ * coordinator surface as ESHUTDOWN, never a hang.
  *
- * Owns: the pending FIFO, the post stream's state (lastPost, postsInFlight, rejected
- * posts), the last synchronous request's outcome.
+ * Owns: the pending FIFO (circular arrays), the post stream's state (lastPost,
+ * postsInFlight, rejected posts), the last synchronous request's outcome.
  */
 
 import {
@@ -52,6 +54,12 @@ function capture(resolve: Resolve, reject: Reject): void {
   capturedReject = reject;
 }
 
+/** New requests the pump lets pass before it looks at CTL_ACKED again while the user is busy writing them. */
+const SETTLE_EVERY = 64;
+
+/** Schedules the pump as a plain microtask: queueMicrotask() costs three times as much (an async resource each). */
+const RESOLVED = Promise.resolve();
+
 /** True when request id `a` comes after `b` (u32 ids that wrap). */
 function after(a: number, b: number): boolean {
   const d = (a - b) >>> 0;
@@ -62,14 +70,24 @@ export class Acks {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
   readonly #verdicts: SlotRingReader;
-  // Requests waiting for their verdict, in reqId order, as parallel arrays (no object per
-  // request); #head is the front, #reqs.length the back.
-  #reqs: number[] = [];
-  #kinds: number[] = [];
-  #resolves: Array<Resolve | null> = [];
-  #rejects: Array<Reject | null> = [];
-  #extras: unknown[] = [];
+  // Requests waiting for their verdict, in reqId order, as parallel circular arrays (no
+  // object and no array growth per request): entry n is at n & #mask, #head is the front,
+  // #tail the back; both only grow. Capacity doubles when full and never shrinks.
+  #mask = 1023;
+  #reqs = new Uint32Array(1024);
+  #kinds = new Uint8Array(1024);
+  #resolves: Array<Resolve | null> = new Array<Resolve | null>(1024).fill(null);
+  #rejects: Array<Reject | null> = new Array<Reject | null>(1024).fill(null);
+  #extras: unknown[] = new Array<unknown>(1024).fill(null);
   #head = 0;
+  #tail = 0;
+  /** CTL_ACKED as of the last settle(): nothing new to settle until it moves. */
+  #settledAck = 0;
+  /** Requests pended so far, and their count when the pump last ran (did the user act in between?). */
+  #pended = 0;
+  #pendedAtPump = 0;
+  /** #pended when the pump last settled. */
+  #pendedAtSettle = 0;
   // The front request's outcome so far, from its verdicts (only the front can have one).
   #headError: BusError | null = null;
   #headValue: unknown = undefined;
@@ -92,6 +110,7 @@ export class Acks {
     this.#link = link;
     this.#outbox = outbox;
     this.#verdicts = new SlotRingReader(m.inSab, m.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
+    this.#settledAck = Atomics.load(link.ctl, CTL_ACKED) >>> 0;
     const s = link.scratch;
     this.#small = s.subarray(s.length - 2);
     this.#smallU8 = new Uint8Array(s.buffer, s.byteOffset + 4 * (s.length - 2), 8);
@@ -106,12 +125,35 @@ export class Acks {
   }
 
   #pend(reqId: number, kind: number, resolve: Resolve | null, reject: Reject | null, extra: unknown): void {
-    this.#reqs.push(reqId);
-    this.#kinds.push(kind);
-    this.#resolves.push(resolve);
-    this.#rejects.push(reject);
-    this.#extras.push(extra);
+    if (this.#tail - this.#head > this.#mask) this.#grow();
+    const t = this.#tail++ & this.#mask;
+    this.#reqs[t] = reqId;
+    this.#kinds[t] = kind;
+    this.#resolves[t] = resolve;
+    this.#rejects[t] = reject;
+    this.#extras[t] = extra;
+    this.#pended++;
     this.schedulePump();
+  }
+
+  /** Double the pending arrays, keeping the entries in order (the front moves to index 0). */
+  #grow(): void {
+    const n = this.#tail - this.#head, cap = 2 * (this.#mask + 1);
+    const reqs = new Uint32Array(cap), kinds = new Uint8Array(cap);
+    const resolves = new Array<Resolve | null>(cap).fill(null), rejects = new Array<Reject | null>(cap).fill(null);
+    const extras = new Array<unknown>(cap).fill(null);
+    for (let i = 0; i < n; i++) {
+      const from = (this.#head + i) & this.#mask;
+      reqs[i] = this.#reqs[from];
+      kinds[i] = this.#kinds[from];
+      resolves[i] = this.#resolves[from];
+      rejects[i] = this.#rejects[from];
+      extras[i] = this.#extras[from];
+    }
+    this.#reqs = reqs; this.#kinds = kinds; this.#resolves = resolves; this.#rejects = rejects; this.#extras = extras;
+    this.#mask = cap - 1;
+    this.#head = 0;
+    this.#tail = n;
   }
 
   takeRejected(): PostReport {
@@ -121,27 +163,44 @@ export class Acks {
   }
 
   schedulePump(): void {
-    if (this.#pumpScheduled || this.#pumpSleeping) return;
-    this.#pumpScheduled = true;
-    queueMicrotask(this.#pumpFn);
+    if (!this.#pumpScheduled && !this.#pumpSleeping) this.#pumpAgain();
   }
 
-  /** Settle what the coordinator has acknowledged; keep waiting (async) while anything is pending. */
+  /**
+   * Settle what the coordinator has acknowledged; keep watching while anything is pending.
+   * While the user acts between two runs (new requests, or continuations of what was just
+   * settled), the pump does not spin, which would hold up a sender that has more to write:
+   * it looks again after them (a microtask), and looks at CTL_ACKED only every SETTLE_EVERY
+   * new requests (its cache line is the coordinator's: a load per send was a cache miss
+   * per send). Only when nothing moved since its last run does it spin, then sleep (async,
+   * bounded) on CTL_ACKED or the OUT tail.
+   */
   #pump(): void {
     this.#pumpScheduled = false;
     const out = this.#outbox;
+    if (this.#pended !== this.#pendedAtPump && this.#pended - this.#pendedAtSettle < SETTLE_EVERY && out.backlog.length === 0) {
+      this.#pendedAtPump = this.#pended;
+      this.#pumpAgain();
+      return;
+    }
     for (;;) {
       // Read before looking, so that progress in between wakes the wait below.
       const seenAck = Atomics.load(this.#link.ctl, CTL_ACKED);
-      const seenTail = Atomics.load(out.out.ctl, RING_TAIL);
+      const waitSpace = out.backlog.length > 0;
+      const seenTail = waitSpace ? Atomics.load(out.out.ctl, RING_TAIL) : 0;
+      const settled = this.#head;
+      this.#pendedAtSettle = this.#pended;
       this.settle();
-      const idle = out.flushBacklog() && this.#head >= this.#reqs.length;
-      if (idle) return;
+      if ((!waitSpace || out.flushBacklog()) && this.#head === this.#tail) return;
+      if (this.#head !== settled || this.#pended !== this.#pendedAtPump) {
+        this.#pendedAtPump = this.#pended;
+        this.#pumpAgain();
+        return;
+      }
       if (!this.#link.isOpen()) {
         this.failAll();
         return;
       }
-      const waitSpace = out.backlog.length > 0;
       const ctl = waitSpace ? out.out.ctl : this.#link.ctl;
       const index = waitSpace ? RING_TAIL : CTL_ACKED;
       const seen = waitSpace ? seenTail : seenAck;
@@ -157,15 +216,23 @@ export class Acks {
     }
   }
 
+  #pumpAgain(): void {
+    this.#pumpScheduled = true;
+    void RESOLVED.then(this.#pumpFn);
+  }
+
   /**
-   * Settle everything the coordinator has acknowledged (up to CTL_ACKED): verdict records
-   * are matched, in order, to pending entries; one that matches no entry is a rejected
-   * post(). Entries without a verdict succeeded.
+   * Settle everything the coordinator has acknowledged (up to CTL_ACKED), in one pass:
+   * verdict records are matched, in order, to pending entries; one that matches no entry
+   * is a rejected post(). Entries without a verdict succeeded. The coordinator writes a
+   * batch's verdicts before it publishes CTL_ACKED, so while CTL_ACKED stays where the
+   * last pass saw it there is nothing to do.
    */
   settle(): void {
     const acked = Atomics.load(this.#link.ctl, CTL_ACKED) >>> 0;
+    if (acked === this.#settledAck) return;
+    this.#settledAck = acked;
     const v = this.#verdicts;
-    const reqs = this.#reqs;
     let consumed = false;
     for (;;) {
       const at = v.read();
@@ -173,9 +240,9 @@ export class Acks {
       const vreq = v.i32[at + V_REQ] >>> 0;
       if (after(vreq, acked)) break;
       // Entries before this verdict had none: they succeeded.
-      while (this.#head < reqs.length && after(vreq, reqs[this.#head])) this.#finishHead();
-      const h = this.#head;
-      const owned = h < reqs.length && reqs[h] === vreq && this.#kinds[h] !== K_BARRIER;
+      while (this.#head !== this.#tail && after(vreq, this.#reqs[this.#head & this.#mask])) this.#finishHead();
+      const h = this.#head & this.#mask;
+      const owned = this.#head !== this.#tail && this.#reqs[h] === vreq && this.#kinds[h] !== K_BARRIER;
       const kind = owned ? this.#kinds[h] : 0;
       const extra = owned ? this.#extras[h] : null;
       const code = v.i32[at + V_CODE];
@@ -205,36 +272,36 @@ export class Acks {
       consumed = true;
     }
     if (consumed) v.release();
-    // Everything up to `acked` without a verdict succeeded: settled in one pass.
-    while (this.#head < reqs.length && !after(reqs[this.#head], acked)) this.#finishHead();
-    if (this.postsInFlight && !after(this.lastPost, acked)) this.postsInFlight = false;
-    if (this.#head === reqs.length) this.#compact(this.#head);
-    else if (this.#head > 1024 && this.#head * 2 > reqs.length) this.#compact(this.#head);
-  }
-
-  /** Drop the first n entries (settled). */
-  #compact(n: number): void {
-    if (n === this.#reqs.length) {
-      this.#reqs.length = this.#kinds.length = this.#resolves.length = this.#rejects.length = this.#extras.length = 0;
-    } else {
-      this.#reqs.splice(0, n);
-      this.#kinds.splice(0, n);
-      this.#resolves.splice(0, n);
-      this.#rejects.splice(0, n);
-      this.#extras.splice(0, n);
+    // Everything up to `acked` without a verdict succeeded. A plain send with no verdict
+    // (the common case) resolves here directly; the front can only have an outcome
+    // (#headError and the rest) from a verdict, and the first entry finished takes it.
+    const reqs = this.#reqs, kinds = this.#kinds, resolves = this.#resolves, mask = this.#mask;
+    while (this.#head !== this.#tail) {
+      const h = this.#head & mask;
+      if (after(reqs[h], acked)) break;
+      if (kinds[h] === K_SEND && this.#headError === null && this.#headValue === undefined) {
+        this.#head++;
+        const resolve = resolves[h]!;
+        resolves[h] = this.#rejects[h] = null;
+        this.#extras[h] = null;
+        resolve(undefined);
+      } else {
+        this.#finishHead();
+      }
     }
-    this.#head = 0;
+    if (this.postsInFlight && !after(this.lastPost, acked)) this.postsInFlight = false;
   }
 
   /** Settle the front request with its outcome (#headError, #headValue, #headRefused) and move past it. */
   #finishHead(): void {
-    const h = this.#head++;
+    const h = this.#head++ & this.#mask;
     const error = this.#headError, value = this.#headValue, refused = this.#headRefused;
     this.#headError = null;
     this.#headValue = undefined;
     this.#headRefused = null;
-    const resolve = this.#resolves[h], reject = this.#rejects[h];
+    const resolve = this.#resolves[h], reject = this.#rejects[h], extra = this.#extras[h];
     this.#resolves[h] = this.#rejects[h] = null;
+    this.#extras[h] = null;
     switch (this.#kinds[h]) {
       case K_SYNC:
         this.#syncDone = true;
@@ -251,38 +318,38 @@ export class Acks {
         }
         const r = refused ?? [];
         const no = new Set(r.map((x) => x.destination));
-        resolve!({ delivered: (this.#extras[h] as HandleId[]).filter((d) => !no.has(d)), refused: r });
+        resolve!({ delivered: (extra as HandleId[]).filter((d) => !no.has(d)), refused: r });
         break;
       }
       default:
         if (error !== null) reject!(error);
         else resolve!(value);
     }
-    this.#extras[h] = null;
   }
 
   /** The peer is shut down: everything still pending fails with ESHUTDOWN. */
   failAll(): void {
     this.settle();
     const closedByUs = Atomics.load(this.#link.ctl, CTL_STATE) === STATE_CLOSED;
-    const reqs = this.#reqs;
-    while (this.#head < reqs.length) {
-      const h = this.#head++;
+    while (this.#head !== this.#tail) {
+      const h = this.#head++ & this.#mask;
       const kind = this.#kinds[h], extra = this.#extras[h];
+      const resolve = this.#resolves[h], reject = this.#rejects[h];
+      this.#resolves[h] = this.#rejects[h] = null;
+      this.#extras[h] = null;
       const err = shutdown(typeof extra === 'string' ? extra : opName(kind));
       if (kind === K_SYNC) {
         this.#syncDone = true;
         this.#syncError = err;
       } else if (kind === K_VOID && closedByUs) {
-        this.#resolves[h]!(undefined);
+        resolve!(undefined);
       } else {
-        this.#rejects[h]!(err);
+        reject!(err);
       }
     }
     this.#headError = null;
     this.#headValue = undefined;
     this.#headRefused = null;
-    this.#compact(this.#head);
     this.#outbox.backlog.length = 0;
   }
 

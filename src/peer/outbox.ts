@@ -63,6 +63,8 @@ export class Outbox {
   #rungFor = 0;
   #resRecord = 0;
   resReq = 0;
+  /** The last single destination found to be a valid handle id (0: none). */
+  #checkedTo = 0;
 
   constructor(m: PeerTicket, link: PeerLink) {
     this.#link = link;
@@ -167,7 +169,11 @@ export class Outbox {
     this.assertOpen(what);
     let ndest: number;
     if (typeof to === 'number') {
-      checkHandleId(to, what);
+      // A sender names one handle again and again: a valid id is known valid the next time.
+      if (to !== this.#checkedTo) {
+        checkHandleId(to, what);
+        this.#checkedTo = to;
+      }
       ndest = 1;
     } else if (Array.isArray(to)) {
       // [] is bus1's empty transaction: validated and sent like any other, it delivers nothing.
@@ -233,7 +239,8 @@ export class Outbox {
     }
     if (isString) {
       if (plen > 0) buf.write(data as string, p, plen, 'utf8');
-    } else if (plen <= 32) {
+    } else if (plen <= 8) {
+      // Byte stores into shared memory beat set() only up to about 8 bytes (16 bytes: 42 ns against 21 ns here).
       const d = data as Uint8Array;
       for (let i = 0; i < plen; i++) u8[p + i] = d[i];
     } else {
