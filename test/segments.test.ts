@@ -163,7 +163,7 @@ test('two peers opened in one thread each get their own segments through the thr
 });
 
 test('sends of the largest size, each more than half the OUT ring, alternate with small ones and all arrive intact (padding records)', async (t) => {
-  // The receiver keeps all 10 MiB: under the default 16 MiB the half rule refuses (EDQUOT)
+  // The receiver keeps all it gets (about 5 MiB): under the default 16 MiB the half rule refuses (EDQUOT)
   // a sender that gets two or three largest messages ahead of the receiver, which a slow
   // receiver thread on a loaded machine allows. That race is not what this test is about.
   const tb = await TestBus.start(t, { users: { 3162: { bytes: 64 << 20 } } });
@@ -173,9 +173,6 @@ test('sends of the largest size, each more than half the OUT ring, alternate wit
   // The OUT ring holds one largest send (shared/layout.ts outRingBytes): after any small
   // record, the next large one can neither fit before the end nor follow a wrap marker,
   // so the sender pads the ring to its end first (shared/ring.ts).
-  // Five rounds: the receiver keeps everything, and at most about 5 MiB in flight stays well
-  // inside the half of its uid's 16 MiB that a single sender may hold (no EDQUOT however
-  // far the sender runs ahead).
   const largest = DEFAULT_MAX_MESSAGE_BYTES;
   const sizes = Array.from({ length: 5 }, (_, i) => [largest - 8 * i, 100 + i, 3000]).flat();
   const [got, sent] = await Promise.all([receive(r, sizes, 41, 'async'), send(s, to, sizes, 41)]);
