@@ -66,19 +66,23 @@ function after(a: number, b: number): boolean {
   return d !== 0 && d < 0x80000000;
 }
 
+/** Pending-request slots a peer starts with (a power of two; doubled as needed). */
+const PENDING_INITIAL = 16;
+
 export class Acks {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
   readonly #verdicts: SlotRingReader;
   // Requests waiting for their verdict, in reqId order, as parallel circular arrays (no
   // object and no array growth per request): entry n is at n & #mask, #head is the front,
-  // #tail the back; both only grow. Capacity doubles when full and never shrinks.
-  #mask = 1023;
-  #reqs = new Uint32Array(1024);
-  #kinds = new Uint8Array(1024);
-  #resolves: Array<Resolve | null> = new Array<Resolve | null>(1024).fill(null);
-  #rejects: Array<Reject | null> = new Array<Reject | null>(1024).fill(null);
-  #extras: unknown[] = new Array<unknown>(1024).fill(null);
+  // #tail the back; both only grow. Capacity doubles when full and never shrinks; it
+  // starts small, since an idle peer pays for it (1024 entries were about 29 KiB a peer).
+  #mask = PENDING_INITIAL - 1;
+  #reqs = new Uint32Array(PENDING_INITIAL);
+  #kinds = new Uint8Array(PENDING_INITIAL);
+  #resolves: Array<Resolve | null> = new Array<Resolve | null>(PENDING_INITIAL).fill(null);
+  #rejects: Array<Reject | null> = new Array<Reject | null>(PENDING_INITIAL).fill(null);
+  #extras: unknown[] = new Array<unknown>(PENDING_INITIAL).fill(null);
   #head = 0;
   #tail = 0;
   /** CTL_ACKED as of the last settle(): nothing new to settle until it moves. */
