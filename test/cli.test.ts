@@ -39,7 +39,7 @@ for (const pattern of PATTERNS) {
     const html = join(dir, 'out.html');
     const peers = pattern === 'pairs' ? 4 : 3;
     const r = await cli(['bench', '--pattern', pattern, '--peers', String(peers), '--duration', '1', '--json', json, '--html', html]);
-    t.is(r.code, 0, r.stderr);
+    t.is(r.code, 0, `${r.stderr}\n${r.stdout}`); // a run's errors are in its summary, on stdout
     t.regex(r.stdout, new RegExp(`threadbus bench: ${pattern}, ${peers} peers`));
     t.regex(r.stdout, /p99\.9 us/);
     const j = JSON.parse(readFileSync(json, 'utf8')) as Phase;
@@ -57,7 +57,7 @@ test.serial('bench --messages N sends exactly N messages and every one arrives',
   const dir = scratch(t);
   const json = join(dir, 'out.json');
   const r = await cli(['bench', '--pattern', 'unicast', '--peers', '4', '--messages', '30000', '--json', json]);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, `${r.stderr}\n${r.stdout}`); // a run's errors are in its summary, on stdout
   const j = JSON.parse(readFileSync(json, 'utf8')) as Phase;
   const service = j.byUid.find((u) => u.uid === 0)!;
   const senders = j.byUid.filter((u) => u.uid !== 0);
@@ -70,7 +70,7 @@ test.serial('a paced run bounded by --messages, with quota refusals, still deliv
   const json = join(dir, 'out.json');
   // A quota of 16 messages makes refusals (and the paced sender's rewinds) certain.
   const r = await cli(['bench', '--pattern', 'pairs', '--peers', '4', '--messages', '6000', '--rate', '6000', '--limits', 'messages=16', '--json', json]);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, `${r.stderr}\n${r.stdout}`); // a run's errors are in its summary, on stdout
   const j = JSON.parse(readFileSync(json, 'utf8')) as Phase;
   const [service, senders] = j.byUid as [Phase['byUid'][0], Phase['byUid'][0]];
   t.is(senders.sent, 6000);
@@ -81,7 +81,7 @@ test.serial('bench --compare messageport runs the same pattern over postMessage 
   const dir = scratch(t);
   const json = join(dir, 'out.json');
   const r = await cli(['bench', '--pattern', 'fanin', '--peers', '3', '--duration', '1', '--compare', 'messageport', '--json', json]);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, `${r.stderr}\n${r.stdout}`); // a run's errors are in its summary, on stdout
   t.regex(r.stdout, /threadbus\s+messageport\s+threadbus\/messageport/);
   t.regex(r.stdout, /per uid \(messageport\)/);
   const j = JSON.parse(readFileSync(json, 'utf8')) as Phase;
@@ -98,7 +98,7 @@ test.serial('bench --uids 2 --greedy 1: both sending uids are reported and the p
     'bench', '--pattern', 'fanin', '--peers', '5', '--uids', '2', '--greedy', '1', '--rate', '2000',
     '--limits', 'messages=256', '--duration', '1', '--json', json,
   ]);
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, `${r.stderr}\n${r.stdout}`); // a run's errors are in its summary, on stdout
   t.regex(r.stdout, /greedy sender/);
   const j = JSON.parse(readFileSync(json, 'utf8')) as Phase;
   t.deepEqual(j.byUid.map((u) => u.uid), [0, 1, 2]);
