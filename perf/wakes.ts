@@ -10,6 +10,7 @@ import { Worker, isMainThread, workerData, parentPort } from 'node:worker_thread
 import { Bus, Peer, type PeerTicket } from '../src/index.js';
 import { BELL_WAKES } from '../shared/layout.js';
 import { wakesSoFar } from '../shared/wait.js';
+import { requestPair } from './pair.js';
 
 interface Role { role: 'client' | 'server'; ticket: PeerTicket; to: number; trips: number; counts: Int32Array }
 interface Done { wakes: number; p50?: number; p90?: number }
@@ -27,12 +28,7 @@ function once(w: Worker): Promise<Done> {
 async function run(trips: number): Promise<void> {
   const bus = await Bus.start({ maxMessageBytes: 2048 });
   try {
-    const client = await bus.createPeer({ uid: 1 });
-    const server = await bus.createPeer({ uid: 2 });
-    const serverNode = await bus.createNode(server);
-    const clientNode = await bus.createNode(client);
-    const toServer = await bus.transferHandle(server, serverNode, client);
-    const toClient = await bus.transferHandle(client, clientNode, server);
+    const { client, server, toServer, toClient } = await requestPair(bus);
     const doorbell = new Int32Array(client.doorbell);
     // The server's wakesSoFar(), published after every reply: read at the client's start and end.
     const counts = new Int32Array(new SharedArrayBuffer(4));

@@ -10,6 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Bus } from '../src/index.js';
 import { BELL_WAKES } from '../shared/layout.js';
 import { SPIN_MAX_MS, Spinner, sleepWhileEqual, wakesSoFar } from '../shared/wait.js';
+import { requestPair } from '../perf/pair.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Msg = { type: string; [k: string]: any };
@@ -84,12 +85,7 @@ function start(data: object, transfer: readonly unknown[]): { worker: Worker; ne
 test('a request/reply round trip costs at most four futex wakes over the client, the server and the coordinator', async (t) => {
   const bus = await Bus.start({ maxMessageBytes: 2048 });
   t.teardown(() => bus.close().catch(() => undefined));
-  const client = await bus.createPeer({ uid: 1 });
-  const server = await bus.createPeer({ uid: 2 });
-  const serverNode = await bus.createNode(server);
-  const clientNode = await bus.createNode(client);
-  const toServer = await bus.transferHandle(server, serverNode, client);
-  const toClient = await bus.transferHandle(client, clientNode, server);
+  const { client, server, toServer, toClient } = await requestPair(bus);
   const doorbell = new Int32Array(client.doorbell);
   const trips = 2000;
   const s = start({ ticket: server, to: toClient, role: 'server', trips }, server.transfer);
