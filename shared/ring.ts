@@ -159,8 +159,17 @@ export class ByteRingWriter extends RingHeader {
 
   /** Publish everything reserved so far. True when the consumer sleeps and needs a wake. */
   commit(): boolean {
+    return this.commitSeen() !== 0;
+  }
+
+  /**
+   * commit(), returning the consumer's sleeping word itself (0: awake). A consumer that
+   * numbers its sleeps (the coordinator does: src/coordinator/bells.ts) tells the producer
+   * which sleep it would wake, without a second load.
+   */
+  commitSeen(): number {
     Atomics.store(this.ctl, RING_HEAD, this.head | 0);
-    return Atomics.load(this.ctl, RING_CONSUMER_SLEEPING) !== 0;
+    return Atomics.load(this.ctl, RING_CONSUMER_SLEEPING);
   }
 
   /** Bytes the consumer has not yet released (as last seen). */

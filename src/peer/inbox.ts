@@ -153,7 +153,7 @@ export class Inbox implements SliceOwner {
 
   /** Give up this peer's spin slot (the peer is closing): another thread may spin now. */
   releaseSpin(): void {
-    this.#spinner.release();
+    this.#spinnerObj?.release();
   }
 
   /**
@@ -169,7 +169,7 @@ export class Inbox implements SliceOwner {
     this.#reqAtWait = req;
     const head = this.#link.desc.ctl;
     if (answer) return this.#spinner.spin(head, RING_HEAD, seen);
-    this.#spinner.release();
+    this.#spinnerObj?.release();
     return spinWhileEqual(head, RING_HEAD, seen, SPIN_LOADS);
   }
 

@@ -22,7 +22,6 @@
 
 import {
   OP_SEND, SEND_FLAG_STREAM, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
-  RING_CONSUMER_SLEEPING,
 } from '../../shared/layout.js';
 import { ByteRingWriter } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
@@ -106,9 +105,8 @@ export class Outbox {
    * number changes, the coordinator has not yet taken the bell rung for it.
    */
   commit(): void {
-    if (!this.out.commit()) return;
-    const asked = Atomics.load(this.out.ctl, RING_CONSUMER_SLEEPING);
-    if (asked === this.#rungFor) return;
+    const asked = this.out.commitSeen();
+    if (asked === 0 || asked === this.#rungFor) return;
     this.#rungFor = asked;
     this.#link.kick();
   }
