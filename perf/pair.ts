@@ -1,5 +1,6 @@
 // A request/reply pair on one bus: a client peer and a server peer, each owning a node
-// the other holds a handle to. Shared by perf/wakes.ts and test/wakes.test.ts.
+// the other holds a handle to. Shared by the reqrep benchmark (perf/systems/threadbus.ts), perf/wakes.ts and
+// test/wakes.test.ts.
 
 import type { Bus, PeerTicket } from '../src/index.js';
 

@@ -25,6 +25,7 @@ import {
 } from '../drivers.js';
 import type { BenchContext, BenchSystem, Session } from '../harness.js';
 import { pacedFanin } from '../paced.js';
+import { requestPair } from '../pair.js';
 import type { Host } from '../pool.js';
 import type { TbIdlePeersData, TbReqrepData, TbStreamReceiverData, TbStreamSenderData } from '../workers/threadbus.js';
 
@@ -164,12 +165,7 @@ async function stream(ctx: BenchContext, workload: StreamWorkload): Promise<Sess
 async function reqrep(ctx: BenchContext): Promise<Session> {
   const bus = await startBus();
   try {
-    const client = await bus.createPeer({ uid: SENDER_UID_BASE });
-    const server = await bus.createPeer({ uid: RECEIVER_UID_BASE });
-    const serverNode = await bus.createNode(server);
-    const clientNode = await bus.createNode(client);
-    const toServer = await bus.transferHandle(server, serverNode, client);
-    const toClient = await bus.transferHandle(client, clientNode, server);
+    const { client, server, toServer, toClient } = await requestPair(bus, SENDER_UID_BASE, RECEIVER_UID_BASE);
     const session = await hostedReqrep(ctx, {
       roles: ROLES,
       wire: (ctl) => ({
