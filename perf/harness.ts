@@ -119,7 +119,7 @@ export const QUICK_TUNABLES: Tunables = {
   rampMs: 20,
   windowMs: 100,
   manyWorkersRampMs: 50,
-  manyWorkersWarmupWindowMs: 600,
+  manyWorkersWarmupWindowMs: 1_000,
   idlePeers: 2_000,
   setupTimeoutMs: 60_000,
   closeTimeoutMs: 5_000,
