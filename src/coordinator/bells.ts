@@ -57,7 +57,7 @@ export class Bells {
     } else {
       this.bells[bell] = peer;
     }
-    peer.out.setConsumerSleeping(true);
+    peer.setOutSleeping(1);
   }
 
   /**
@@ -181,7 +181,7 @@ export class Bells {
       // Disconnects shift the array: a peer passed over now is looked at in the next pass.
       if (i >= peers.length) i = 0;
       const p = peers[i++];
-      if (p.open && !p.polled && p.out.hasData()) this.poll(p);
+      if (p.open && !p.polled && p.outHasData()) this.poll(p);
     }
     this.#sweepAt = i;
   }
