@@ -82,7 +82,15 @@ class Geometry {
   /** Per class: log2 of the slots in one segment (every segment but a class's last is full). */
   readonly segSlotShift: readonly number[];
 
+  /** The limits it was made for (Geometry.of). */
+  readonly maxMessages: number;
+  readonly maxBytes: number;
+  readonly largestCharge: number;
+
   constructor(maxMessages: number, maxBytes: number, largestCharge: number) {
+    this.maxMessages = maxMessages;
+    this.maxBytes = maxBytes;
+    this.largestCharge = largestCharge;
     const classBase: number[] = [];
     const classSlots: number[] = [];
     const segSlotShift: number[] = [];
@@ -108,15 +116,21 @@ class Geometry {
   }
 
   static readonly #cache = new Map<string, Geometry>();
+  /** The last one asked for: peers made in a row mostly share their limits, and need no key string. */
+  static #last: Geometry | null = null;
 
   static of(maxMessages: number, maxBytes: number, largestCharge: number): Geometry {
+    const last = Geometry.#last;
+    if (last !== null && last.maxMessages === maxMessages && last.maxBytes === maxBytes && last.largestCharge === largestCharge) {
+      return last;
+    }
     const key = `${maxMessages}/${maxBytes}/${largestCharge}`;
     let g = Geometry.#cache.get(key);
     if (g === undefined) {
       g = new Geometry(maxMessages, maxBytes, largestCharge);
       if (Geometry.#cache.size < GEOMETRY_CACHE_MAX) Geometry.#cache.set(key, g);
     }
-    return g;
+    return Geometry.#last = g;
   }
 }
 
