@@ -282,6 +282,10 @@ test.serial('heads the coordinator writes, scribbled before it first used those 
   t.is(Buffer.from(x.h.view.payload(d)).toString(), 'first');
   await a.check('scribbled heads');
   await a.finish();
+  // Its node went with it, and P1 held a handle: P1 is told (so the next test finds its queue empty).
+  const note = await within(WAIT, a.p1.recv({ timeoutMs: WAIT }), 'node-destroy at P1');
+  t.is(note.type, 'node-destroy', 'P1 is told of the node that went with the hostile');
+  t.is(note.destination, hx);
 });
 
 // ---- broken framing: only a disconnect is possible -------------------------------------------

@@ -74,7 +74,7 @@ test('closed peers\' buffers are collected in the owner thread with no forced GC
  * been freed, glibc serves later ones from its heap and clears them: peers made after
  * others died cost up to their whole buffer in RSS however idle (640 MiB more over these
  * rounds with plain buffers, 1-2 MiB with growable ones). A peer's buffer is a growable one of
- * fixed size, which V8 maps itself (src/coordinator/coordinator.ts, peerBuffer).
+ * fixed size, which V8 maps itself (src/coordinator/pool.ts, mappedBuffer).
  */
 test('peers made after others died cost what the first ones did: RSS stays flat over rounds of 100 peers created, opened and closed', async (t) => {
   const ROUNDS = 8;

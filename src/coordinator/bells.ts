@@ -16,6 +16,7 @@
  */
 
 import { CTL_BELL, DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL, RING_CONSUMER_SLEEPING } from '../../shared/layout.js';
+import { mappedBuffer } from './pool.js';
 import type { PeerState } from './peer-state.js';
 import type { CoordinatorCore } from './core.js';
 
@@ -27,7 +28,8 @@ export const SWEEP_PERIOD_MS = 20;
 const SWEEP_MIN = 32;
 
 export class Bells {
-  readonly doorbell = new SharedArrayBuffer(DOORBELL_BYTES);
+  // Mapped like the peers' buffers, so that code touching both sees one kind of view (pool.ts, mappedBuffer).
+  readonly doorbell = mappedBuffer(DOORBELL_BYTES);
   readonly doorbellI32 = new Int32Array(this.doorbell);
   /** The peers polled each round (see the top of this file). */
   readonly active: PeerState[] = [];

@@ -29,7 +29,7 @@ import {
 } from '../../shared/layout.js';
 import { BusError } from '../errors.js';
 import { Ledger, type Limits } from './ledger.js';
-import { Pool, MAX_SLOTS_PER_CLASS, firstSegmentBytes } from './pool.js';
+import { Pool, MAX_SLOTS_PER_CLASS, firstSegmentBytes, mappedBuffer } from './pool.js';
 import { PeerState } from './peer-state.js';
 import { Waiters } from './waiters.js';
 import { collectStats } from './stats.js';
@@ -65,18 +65,6 @@ export interface PeerCreated {
 
 /** Largest pool address space: pool addresses are handled as 32-bit signed integers. */
 const MAX_POOL_BYTES = 2 ** 31 - 1;
-
-/**
- * A peer's one buffer, growable in name only (its maximum is its size). V8 maps a growable
- * buffer itself, with one mmap, where a plain one comes from malloc; and once any buffer of
- * about this size has been freed (a peer died), glibc raises its mmap threshold past it,
- * after which malloc serves such sizes from its heap and calloc clears them. Measured on
- * Node 20 with 3.2 MiB buffers made after one was freed: about 80 us and 140-180 KiB of
- * RSS per plain buffer, 5 us and one page per growable one (docs/performance.md).
- */
-function peerBuffer(bytes: number): SharedArrayBuffer {
-  return new SharedArrayBuffer(bytes, { maxByteLength: bytes });
-}
 
 export class Coordinator {
   readonly #core: CoordinatorCore;
@@ -141,7 +129,7 @@ export class Coordinator {
     const ringBytes = outRingBytes(core.config.maxMessageBytes);
     // One buffer holds the rings and the pool's first segment; the rest of the pool is made on demand.
     const layout = peerLayout(ringBytes, slots, firstSegmentBytes(limits.messages));
-    const inSab = peerBuffer(layout.totalBytes);
+    const inSab = mappedBuffer(layout.totalBytes);
     const peer = new PeerState({
       id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), inSab,
       outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,

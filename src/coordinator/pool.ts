@@ -65,6 +65,20 @@ export interface SegmentSink {
   handOver(address: number, sab: SharedArrayBuffer): void;
 }
 
+/**
+ * Shared memory for a peer (its one buffer, and pool segments): a growable buffer whose
+ * maximum is its size, which it never grows. V8 maps a growable buffer itself; a plain one
+ * comes from malloc, which serves sizes under its mmap threshold (128 KiB, and raised past
+ * the size of any mapped block freed, such as a dead peer's buffer) from its heap, cleared
+ * by calloc: every page touched at once, and kept by the heap when freed. Measured on
+ * Node 20: 3.2 MiB peer buffers made after one was freed, 80 us and 140-190 KiB of RSS
+ * each, against 5 us and one page; rounds of peers made and closed grew RSS by 640 MiB,
+ * against 1-2 MiB (test/memory.test.ts, docs/performance.md).
+ */
+export function mappedBuffer(bytes: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(bytes, { maxByteLength: bytes });
+}
+
 /** Bytes of the first segment (the tail of the IN buffer) for a peer that may hold `maxMessages`. */
 export function firstSegmentBytes(maxMessages: number): number {
   return Math.min(SEGMENT_BYTES, maxMessages * SLICE_MIN_BYTES);
@@ -231,7 +245,7 @@ export class Pool {
       if (this.inSab === null) throw new Error('internal: pool used before attach()');
       seg = { buf: Buffer.from(this.inSab), i32: this.inI32!, delta: this.inOffset };
     } else {
-      const sab = new SharedArrayBuffer(bytes);
+      const sab = mappedBuffer(bytes);
       seg = { buf: Buffer.from(sab), i32: new Int32Array(sab), delta: -address };
       this.sink!.handOver(address, sab);
     }
