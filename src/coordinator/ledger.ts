@@ -76,19 +76,33 @@ export class Ledger {
   readonly rule: QuotaRule;
   // Five small arrays over one buffer: one allocation per ledger (an idle peer has two).
   // Made with the constructor (subarray() looks up a species constructor each time, and
-  // needed a sixth view of the whole): creating a peer makes two ledgers.
+  // needed a sixth view of the whole): creating a peer makes two ledgers. An idle peer's
+  // ledgers use only max and remaining (its node's handle is charged as received); the
+  // other three views are made at their first use, over words that are zero until then.
   readonly max = new Float64Array(new ArrayBuffer(LEDGER_BYTES), 0, RESOURCE_COUNT);
   readonly remaining = wordsOf(this.max, 1);
-  /** Everything charged and not yet received, the owner's own sends included. */
-  readonly inflight = wordsOf(this.max, 2);
+  #inflight: Float64Array | null = null;
+  #selfInflight: Float64Array | null = null;
+  #sharersByResource: Float64Array | null = null;
 
-  private readonly selfInflight = wordsOf(this.max, 3);
+  /** Everything charged and not yet received, the owner's own sends included. */
+  get inflight(): Float64Array {
+    return this.#inflight ??= wordsOf(this.max, 2);
+  }
+
+  private get selfInflight(): Float64Array {
+    return this.#selfInflight ??= wordsOf(this.max, 3);
+  }
+
+  private get sharersByResource(): Float64Array {
+    return this.#sharersByResource ??= wordsOf(this.max, 4);
+  }
+
   /** Made at the first foreign charge: an idle peer's ledger has none. */
   private shareBySender: Map<number, Float64Array> | null = null;
   // One-entry cache of shareBySender: a burst of sends usually comes from one uid.
   private lastSender = -1;
   private lastShare: Float64Array | undefined = undefined;
-  private readonly sharersByResource = wordsOf(this.max, 4);
   private sharersAny = 0;
   /** Bumped whenever something is given back (receipt, discharge, release): waiting sends watch it (waiters.ts). */
   giveBacks = 0;
