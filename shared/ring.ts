@@ -195,14 +195,18 @@ export class ByteRingReader extends RingHeader {
   op = 0;
   private next = 0;             // tail after the current record
 
-  constructor(sab: SharedArrayBuffer, byteOffset: number, capacity: number) {
+  /**
+   * `fresh`: nothing was ever consumed, so the positions start at 0 without reading the
+   * header (a reader made late, when the producer may have scribbled on the tail).
+   */
+  constructor(sab: SharedArrayBuffer, byteOffset: number, capacity: number, fresh = false) {
     super(sab, byteOffset);
     checkCapacity(capacity, 64);
     this.capacity = capacity;
     this.u8 = new Uint8Array(sab, byteOffset + RING_HEADER_BYTES, capacity);
     this.i32 = new Int32Array(sab, byteOffset + RING_HEADER_BYTES, capacity / 4);
-    this.tail = this.loadTail();
-    this.headCache = this.loadHead();
+    this.tail = fresh ? 0 : this.loadTail();
+    this.headCache = fresh ? 0 : this.loadHead();
   }
 
   /**
@@ -287,10 +291,14 @@ export class SlotRingWriter extends SlotRingBase {
   private head: number;
   private tailCache: number;
 
-  constructor(sab: SharedArrayBuffer, byteOffset: number, slots: number, slotBytes: number) {
+  /**
+   * `fresh`: nothing was ever published, so the positions start at 0 without reading the
+   * header (a writer made late, when the consumer may have scribbled on the head).
+   */
+  constructor(sab: SharedArrayBuffer, byteOffset: number, slots: number, slotBytes: number, fresh = false) {
     super(sab, byteOffset, slots, slotBytes);
-    this.head = this.loadHead();
-    this.tailCache = this.loadTail();
+    this.head = fresh ? 0 : this.loadHead();
+    this.tailCache = fresh ? 0 : this.loadTail();
   }
 
   /** Int32 index of the next free slot, or -1 when full. The slot is published by commit(). */

@@ -11,6 +11,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { BusErrorData } from './errors.js';
 import type { Limits } from './coordinator/ledger.js';
+import type { PeerCreated } from './coordinator/coordinator.js';
 
 export type ControlRequest =
   | { id: number; op: 'createPeer'; uid: number; limits?: Partial<Limits>; name?: string }
@@ -39,4 +40,19 @@ export interface ControlStarted {
   doorbell: SharedArrayBuffer;
   /** The coordinator's threadId, where peers send their thread's death watch. */
   busThread: number;
+  /** Every peer's OUT ring size and largest payload (the bus's, fixed at start). */
+  outRingBytes: number;
+  maxMessageBytes: number;
+}
+
+/**
+ * createPeer's reply as it travels: [peerId, buffer, descriptorSlots, messages, handles,
+ * bytes]. What every peer shares is in ControlStarted, and the owner works the layout
+ * out from the sizes (shared/layout.ts peerLayout): an array of six clones in about a
+ * quarter of the time of the whole PeerCreated object (1 against 4 us, measured).
+ */
+export type PeerCreatedWire = [number, SharedArrayBuffer, number, number, number, number];
+
+export function peerCreatedWire(c: PeerCreated): PeerCreatedWire {
+  return [c.peerId, c.inSab, c.descriptorSlots, c.limits.messages, c.limits.handles, c.limits.bytes];
 }

@@ -70,23 +70,48 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #layerObj: Layer | null = null;
   #coreObj: PeerCore | null = null;
   #link: PeerLink;
-  #outbox: Outbox;
-  #acks: Acks;
-  #inbox: Inbox;
+  /**
+   * The send path, the request pump and the receive path (#outbox, #acks, #inbox): made
+   * together at the first use of any of them (#makeParts), so that an opened peer that
+   * idles has only itself and its link (docs/performance.md, idle rows).
+   */
+  #outboxObj: Outbox | null = null;
+  #acksObj: Acks | null = null;
+  #inboxObj: Inbox | null = null;
 
-  private constructor(ticket: PeerTicket, handles: Readonly<Record<string, HandleId>>, watch: ThreadWatch) {
+  private constructor(ticket: PeerTicket, handles: Readonly<Record<string, HandleId>>, watch: ThreadWatch, inI32: Int32Array) {
     this.uid = ticket.uid;
     this.handles = handles;
-    const link = this.#link = new PeerLink(ticket, watch);
-    const outbox = this.#outbox = new Outbox(ticket, link);
-    const acks = this.#acks = new Acks(ticket, link, outbox);
-    const inbox = this.#inbox = new Inbox(link, outbox, this, layerOf);
-    outbox.acks = acks;
-    outbox.releases = inbox;
+    this.#link = new PeerLink(ticket, watch, inI32);
   }
 
   static {
     layerOf = (peer) => (peer as Peer).#layer;
+  }
+
+  #makeParts(): void {
+    const link = this.#link;
+    // The link holds the ticket's layout numbers the parts need.
+    const outbox = this.#outboxObj = new Outbox(link, link);
+    const acks = this.#acksObj = new Acks(link, link, outbox);
+    const inbox = this.#inboxObj = new Inbox(link, outbox, this, layerOf);
+    outbox.acks = acks;
+    outbox.releases = inbox;
+  }
+
+  get #outbox(): Outbox {
+    if (this.#outboxObj === null) this.#makeParts();
+    return this.#outboxObj!;
+  }
+
+  get #acks(): Acks {
+    if (this.#acksObj === null) this.#makeParts();
+    return this.#acksObj!;
+  }
+
+  get #inbox(): Inbox {
+    if (this.#inboxObj === null) this.#makeParts();
+    return this.#inboxObj!;
   }
 
   get #layer(): Layer {
@@ -105,7 +130,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     let handles: Readonly<Record<string, HandleId>> = NO_NAMES;
     if (ticket === undefined) ({ ticket, handles } = takeSpawnedTicket());
     checkTicket(ticket, 'Peer.open');
-    const ctl = new Int32Array(ticket.inSab, 0, 64);
+    // The whole buffer as Int32, kept by the peer's link (its control block starts the buffer).
+    const ctl = new Int32Array(ticket.inSab, 0, ticket.inSab.byteLength >> 2);
     // The watch goes out before the claim: a thread that dies holding a claimed ticket has sent it.
     const watch = watchThread(ticket.busThread);
     if (Atomics.compareExchange(ctl, CTL_OPENED, 0, OPENED_HERE) !== 0) {
@@ -115,7 +141,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     // Claimed: the thread's watch covers this peer now, and the ticket's own port can go.
     heldPort(ticket)?.close();
     if (Atomics.load(ctl, CTL_STATE) !== STATE_OPEN) throw shutdown('Peer.open');
-    return new Peer(ticket, handles, watch);
+    return new Peer(ticket, handles, watch, ctl);
   }
 
   /** True until close(), disconnection by the coordinator, or bus shutdown. */

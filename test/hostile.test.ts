@@ -19,7 +19,7 @@ import { BusError } from '../src/index.js';
 import { coordinatorWorkerOf } from '../src/bus.js';
 import {
   OP_SEND, OP_CREATE_NODE, OP_RELEASE_HANDLE, OP_RELEASE_SLICE, OP_RELEASE_SLICES, OP_DESTROY_NODES, OP_QUERY, OP_MAX,
-  RING_CONSUMER_SLEEPING, RING_HEADER_BYTES, STATE_OPEN, STATE_DISCONNECTED, REASON_PROTOCOL,
+  RING_CONSUMER_SLEEPING, RING_HEADER_BYTES, RING_HEAD, STATE_OPEN, STATE_DISCONNECTED, REASON_PROTOCOL,
   KIND_DATA, KIND_NODE_DESTROY, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, peerLayout,
 } from '../shared/layout.js';
 import { TestBus, within, type RemotePeer, type MessageSummary } from './helpers/remote-peer.js';
@@ -257,6 +257,35 @@ test.serial('control: well-framed raw records from the hostile thread are served
   t.is(notes[0].destination, 2);
   await a.check('control');
   await a.finish();
+});
+
+// The coordinator makes a peer's ring ends at their first use (src/coordinator/peer-state.ts),
+// long after the peer could write into its buffer: they must start at 0, not at what they find.
+test.serial('heads the coordinator writes, scribbled before it first used those rings, do not mislead it: its first verdict and message land at position 0', async (t) => {
+  const a = await arena(t);
+  const x = await a.hostile();
+  const garbage = 0x12345;
+  await x.h.setWord('in', (x.h.ticket.verdictOffset >> 2) + RING_HEAD, garbage);
+  await x.h.setWord('in', (x.h.ticket.descriptorOffset >> 2) + RING_HEAD, garbage);
+  const hx = await a.tb.bus.transferHandle(x.h.ticket, x.own, a.p1.ticket);
+  await within(WAIT, a.p1.send(hx, 'first'), 'send to the hostile');
+  await x.h.write([{ op: OP_QUERY, words: [1, 0] }]);
+  const o = await settle(x.h, WAIT, 1);
+  t.is(o.state, STATE_OPEN, 'an honest request after the scribbles is served');
+  t.is(x.h.view.verdictHead(), 1, 'one verdict published, from position 0');
+  t.deepEqual(o.verdicts.map((v) => [v.req, v.code]), [[1, 'OK']], 'the query\'s verdict, and nothing else');
+  t.is(verdictOf(o, 1)?.values[0], HOSTILE_LIMITS.messages, 'with the limits in it');
+  t.is(x.h.view.descHead(), 1, 'one descriptor published, from position 0');
+  const [d] = x.h.view.descriptors();
+  t.is(d.kind, KIND_DATA);
+  t.is(d.destination, x.own);
+  t.is(Buffer.from(x.h.view.payload(d)).toString(), 'first');
+  await a.check('scribbled heads');
+  await a.finish();
+  // Its node went with it, and P1 held a handle: P1 is told (so the next test finds its queue empty).
+  const note = await within(WAIT, a.p1.recv({ timeoutMs: WAIT }), 'node-destroy at P1');
+  t.is(note.type, 'node-destroy', 'P1 is told of the node that went with the hostile');
+  t.is(note.destination, hx);
 });
 
 // ---- broken framing: only a disconnect is possible -------------------------------------------

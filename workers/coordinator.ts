@@ -31,10 +31,12 @@
 
 import { parentPort, workerData, threadId, MessagePort } from 'node:worker_threads';
 import { Coordinator, type CoordinatorConfig } from '../src/coordinator/coordinator.js';
-import { STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL, BELL_WAKES, BELL_SPIN_SLOTS } from '../shared/layout.js';
+import {
+  STATE_DISCONNECTED, REASON_THREAD_EXIT, BELL_COUNTER, BELL_CONTROL, BELL_WAKES, BELL_SPIN_SLOTS, outRingBytes,
+} from '../shared/layout.js';
 import { PEER_SPINNERS, Spinner, blockWhileEqual, wakesSoFar } from '../shared/wait.js';
 import { BusError } from '../src/errors.js';
-import { WATCH_KIND, type ControlRequest, type ControlReply, type ControlStarted } from '../src/control.js';
+import { WATCH_KIND, peerCreatedWire, type ControlRequest, type ControlReply, type ControlStarted } from '../src/control.js';
 
 /** Longest stretch of ring processing before control messages get a turn. */
 const LOOP_SLICE_MS = 2;
@@ -66,7 +68,7 @@ function handle(req: ControlRequest): ControlReply | null {
   try {
     switch (req.op) {
       case 'createPeer':
-        return { id: req.id, ok: true, value: coordinator.createPeer(req.uid, req.limits, req.name) };
+        return { id: req.id, ok: true, value: peerCreatedWire(coordinator.createPeer(req.uid, req.limits, req.name)) };
       case 'createNode':
         return { id: req.id, ok: true, value: coordinator.ownerCreateNode(coordinator.peerById(req.peerId)) };
       case 'transferHandle':
@@ -187,6 +189,9 @@ function sleepCold(): void {
   });
 }
 
-const started: ControlStarted = { doorbell: coordinator.doorbell, busThread: threadId };
+const started: ControlStarted = {
+  doorbell: coordinator.doorbell, busThread: threadId, outRingBytes: outRingBytes(config.maxMessageBytes),
+  maxMessageBytes: config.maxMessageBytes,
+};
 port.postMessage({ id: 0, ok: true, value: started } satisfies ControlReply);
 loop();

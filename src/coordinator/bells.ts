@@ -16,6 +16,7 @@
  */
 
 import { CTL_BELL, DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL, RING_CONSUMER_SLEEPING } from '../../shared/layout.js';
+import { mappedBuffer } from './pool.js';
 import type { PeerState } from './peer-state.js';
 import type { CoordinatorCore } from './core.js';
 
@@ -27,7 +28,8 @@ export const SWEEP_PERIOD_MS = 20;
 const SWEEP_MIN = 32;
 
 export class Bells {
-  readonly doorbell = new SharedArrayBuffer(DOORBELL_BYTES);
+  // Mapped like the peers' buffers, so that code touching both sees one kind of view (pool.ts, mappedBuffer).
+  readonly doorbell = mappedBuffer(DOORBELL_BYTES);
   readonly doorbellI32 = new Int32Array(this.doorbell);
   /** The peers polled each round (see the top of this file). */
   readonly active: PeerState[] = [];
@@ -57,7 +59,7 @@ export class Bells {
     } else {
       this.bells[bell] = peer;
     }
-    peer.out.setConsumerSleeping(true);
+    peer.setOutSleeping(1);
   }
 
   /**
@@ -181,7 +183,7 @@ export class Bells {
       // Disconnects shift the array: a peer passed over now is looked at in the next pass.
       if (i >= peers.length) i = 0;
       const p = peers[i++];
-      if (p.open && !p.polled && p.out.hasData()) this.poll(p);
+      if (p.open && !p.polled && p.outHasData()) this.poll(p);
     }
     this.#sweepAt = i;
   }

@@ -29,7 +29,7 @@ import {
 } from '../../shared/layout.js';
 import { BusError } from '../errors.js';
 import { Ledger, type Limits } from './ledger.js';
-import { Pool, MAX_SLOTS_PER_CLASS, firstSegmentBytes } from './pool.js';
+import { Pool, MAX_SLOTS_PER_CLASS, firstSegmentBytes, mappedBuffer } from './pool.js';
 import { PeerState } from './peer-state.js';
 import { Waiters } from './waiters.js';
 import { collectStats } from './stats.js';
@@ -129,7 +129,7 @@ export class Coordinator {
     const ringBytes = outRingBytes(core.config.maxMessageBytes);
     // One buffer holds the rings and the pool's first segment; the rest of the pool is made on demand.
     const layout = peerLayout(ringBytes, slots, firstSegmentBytes(limits.messages));
-    const inSab = new SharedArrayBuffer(layout.totalBytes);
+    const inSab = mappedBuffer(layout.totalBytes);
     const peer = new PeerState({
       id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), inSab,
       outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,

@@ -58,6 +58,14 @@ function validCounts(m: number, h: number, b: number): boolean {
   return Number.isSafeInteger(m) && Number.isSafeInteger(h) && Number.isSafeInteger(b) && m >= 0 && h >= 0 && b >= 0;
 }
 
+/** A Ledger's five arrays of RESOURCE_COUNT words, in one buffer. */
+const LEDGER_BYTES = 5 * RESOURCE_COUNT * Float64Array.BYTES_PER_ELEMENT;
+
+/** The `i`th array of RESOURCE_COUNT words of the buffer that `first` starts. */
+function wordsOf(first: Float64Array, i: number): Float64Array {
+  return new Float64Array(first.buffer, i * RESOURCE_COUNT * Float64Array.BYTES_PER_ELEMENT, RESOURCE_COUNT);
+}
+
 function allZero(a: Float64Array): boolean {
   return a[MESSAGES] === 0 && a[HANDLES] === 0 && a[BYTES] === 0;
 }
@@ -67,19 +75,34 @@ export class Ledger {
   readonly owner: number;
   readonly rule: QuotaRule;
   // Five small arrays over one buffer: one allocation per ledger (an idle peer has two).
-  private readonly words = new Float64Array(5 * RESOURCE_COUNT);
-  readonly max = this.words.subarray(0, RESOURCE_COUNT);
-  readonly remaining = this.words.subarray(RESOURCE_COUNT, 2 * RESOURCE_COUNT);
-  /** Everything charged and not yet received, the owner's own sends included. */
-  readonly inflight = this.words.subarray(2 * RESOURCE_COUNT, 3 * RESOURCE_COUNT);
+  // Made with the constructor (subarray() looks up a species constructor each time, and
+  // needed a sixth view of the whole): creating a peer makes two ledgers. An idle peer's
+  // ledgers use only max and remaining (its node's handle is charged as received); the
+  // other three views are made at their first use, over words that are zero until then.
+  readonly max = new Float64Array(new ArrayBuffer(LEDGER_BYTES), 0, RESOURCE_COUNT);
+  readonly remaining = wordsOf(this.max, 1);
+  #inflight: Float64Array | null = null;
+  #selfInflight: Float64Array | null = null;
+  #sharersByResource: Float64Array | null = null;
 
-  private readonly selfInflight = this.words.subarray(3 * RESOURCE_COUNT, 4 * RESOURCE_COUNT);
+  /** Everything charged and not yet received, the owner's own sends included. */
+  get inflight(): Float64Array {
+    return this.#inflight ??= wordsOf(this.max, 2);
+  }
+
+  private get selfInflight(): Float64Array {
+    return this.#selfInflight ??= wordsOf(this.max, 3);
+  }
+
+  private get sharersByResource(): Float64Array {
+    return this.#sharersByResource ??= wordsOf(this.max, 4);
+  }
+
   /** Made at the first foreign charge: an idle peer's ledger has none. */
   private shareBySender: Map<number, Float64Array> | null = null;
   // One-entry cache of shareBySender: a burst of sends usually comes from one uid.
   private lastSender = -1;
   private lastShare: Float64Array | undefined = undefined;
-  private readonly sharersByResource = this.words.subarray(4 * RESOURCE_COUNT, 5 * RESOURCE_COUNT);
   private sharersAny = 0;
   /** Bumped whenever something is given back (receipt, discharge, release): waiting sends watch it (waiters.ts). */
   giveBacks = 0;

@@ -11,6 +11,13 @@
  *   - Pool segments beyond the first (src/coordinator/pool.ts) are written here only, and
  *     posted to this peer alone (handOver, segment-mail.ts), so no other peer ever maps them.
  *
+ * The rings' ends (out, desc, verdicts) are made at their first use, so that an idle
+ * peer has none of their objects and views, and its ring headers' pages are never read.
+ * Made late, they start at position 0 without reading the header (shared/ring.ts,
+ * `fresh`): until then this thread has consumed and published nothing there, and the
+ * peer may have written anything into those words. Until the OUT reader exists, the
+ * bells read its head and set its flag through inI32 (outHasData, setOutSleeping).
+ *
  * The queue: every descriptor published (or held back in `overflow` while the ring is
  * full) has an entry in the private FIFO below, indexed by descriptor position, with
  * what it charged and to whom. When the peer's descriptor tail moves past an entry the
@@ -64,9 +71,14 @@ export class PeerState implements SegmentSink {
   readonly user: UserState;
   readonly ledger: Ledger;
   readonly inSab: SharedArrayBuffer;
-  readonly out: ByteRingReader;
-  readonly desc: SlotRingWriter;
-  readonly verdicts: SlotRingWriter;
+  #out: ByteRingReader | null = null;
+  #desc: SlotRingWriter | null = null;
+  #verdicts: SlotRingWriter | null = null;
+  readonly #outOffset: number;
+  readonly #outRingBytes: number;
+  readonly #verdictOffset: number;
+  readonly #descriptorOffset: number;
+  readonly #descriptorSlots: number;
   /** The control block's words: the same view as inI32 (the block starts the buffer), so an idle peer has one view less. */
   readonly ctl: Int32Array;
   #outBuf: Buffer | null = null;
@@ -133,15 +145,40 @@ export class PeerState implements SegmentSink {
     this.user = args.user;
     this.ledger = args.ledger;
     this.inSab = args.inSab;
-    this.out = new ByteRingReader(args.inSab, args.outOffset, args.outRingBytes);
-    this.verdicts = new SlotRingWriter(args.inSab, args.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);
-    this.desc = new SlotRingWriter(args.inSab, args.descriptorOffset, args.descriptorSlots, DESC_SLOT_BYTES);
+    this.#outOffset = args.outOffset;
+    this.#outRingBytes = args.outRingBytes;
+    this.#verdictOffset = args.verdictOffset;
+    this.#descriptorOffset = args.descriptorOffset;
+    this.#descriptorSlots = args.descriptorSlots;
     this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
     this.ctl = this.inI32;
     this.pool = args.pool;
     args.pool.attach(args.inSab, this.inI32, args.poolOffset, this);
     const slots = args.descriptorSlots;
     this.fifoMax = slots;
+  }
+
+  /** OUT's reader: this thread is the ring's single consumer. */
+  get out(): ByteRingReader {
+    return this.#out ??= new ByteRingReader(this.inSab, this.#outOffset, this.#outRingBytes, true);
+  }
+
+  get desc(): SlotRingWriter {
+    return this.#desc ??= new SlotRingWriter(this.inSab, this.#descriptorOffset, this.#descriptorSlots, DESC_SLOT_BYTES, true);
+  }
+
+  get verdicts(): SlotRingWriter {
+    return this.#verdicts ??= new SlotRingWriter(this.inSab, this.#verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES, true);
+  }
+
+  /** `out.hasData()` without making the reader: one that does not exist has consumed nothing. */
+  outHasData(): boolean {
+    return this.#out !== null ? this.#out.hasData() : Atomics.load(this.inI32, (this.#outOffset >> 2) + RING_HEAD) !== 0;
+  }
+
+  /** Set OUT's consumer-sleeping flag (Bells), without making the reader. */
+  setOutSleeping(value: number): void {
+    Atomics.store(this.inI32, (this.#outOffset >> 2) + RING_CONSUMER_SLEEPING, value);
   }
 
   /**
@@ -207,6 +244,8 @@ export class PeerState implements SegmentSink {
    * published): a protocol violation.
    */
   syncConsumed(): boolean {
+    // Nothing published yet: any tail but 0 is impossible.
+    if (this.#desc === null) return Atomics.load(this.inI32, (this.#descriptorOffset >> 2) + RING_TAIL) === 0;
     const tail = Atomics.load(this.desc.ctl, RING_TAIL) >>> 0;
     if (tail === this.syncedTail) return true;
     const published = this.desc.position;
@@ -259,6 +298,7 @@ export class PeerState implements SegmentSink {
     }
     const pos = node.releasePosition;
     if (pos < 0) return;
+    // A release position means a descriptor was published: the writer exists.
     node.releasePosition = -1;
     // Only a descriptor the peer has not consumed may be withdrawn; a consumed slot may
     // already hold another descriptor. The slot cannot be reused while we look, since
@@ -311,7 +351,8 @@ export class PeerState implements SegmentSink {
     Atomics.store(this.ctl, 2, reason);
     if (Atomics.load(this.ctl, CTL_STATE) === STATE_OPEN) Atomics.store(this.ctl, CTL_STATE, state);
     Atomics.notify(this.ctl, CTL_ACKED);
-    Atomics.notify(this.desc.ctl, RING_HEAD);
-    Atomics.notify(this.out.ctl, RING_TAIL);
+    // Through inI32: the same words, without making rings that nobody waits on.
+    Atomics.notify(this.inI32, (this.#descriptorOffset >> 2) + RING_HEAD);
+    Atomics.notify(this.inI32, (this.#outOffset >> 2) + RING_TAIL);
   }
 }

@@ -65,6 +65,20 @@ export interface SegmentSink {
   handOver(address: number, sab: SharedArrayBuffer): void;
 }
 
+/**
+ * Shared memory for a peer (its one buffer, and pool segments): a growable buffer whose
+ * maximum is its size, which it never grows. V8 maps a growable buffer itself; a plain one
+ * comes from malloc, which serves sizes under its mmap threshold (128 KiB, and raised past
+ * the size of any mapped block freed, such as a dead peer's buffer) from its heap, cleared
+ * by calloc: every page touched at once, and kept by the heap when freed. Measured on
+ * Node 20: 3.2 MiB peer buffers made after one was freed, 80 us and 140-190 KiB of RSS
+ * each, against 5 us and one page; rounds of peers made and closed grew RSS by 640 MiB,
+ * against 1-2 MiB (test/memory.test.ts, docs/performance.md).
+ */
+export function mappedBuffer(bytes: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(bytes, { maxByteLength: bytes });
+}
+
 /** Bytes of the first segment (the tail of the IN buffer) for a peer that may hold `maxMessages`. */
 export function firstSegmentBytes(maxMessages: number): number {
   return Math.min(SEGMENT_BYTES, maxMessages * SLICE_MIN_BYTES);
@@ -82,7 +96,15 @@ class Geometry {
   /** Per class: log2 of the slots in one segment (every segment but a class's last is full). */
   readonly segSlotShift: readonly number[];
 
+  /** The limits it was made for (Geometry.of). */
+  readonly maxMessages: number;
+  readonly maxBytes: number;
+  readonly largestCharge: number;
+
   constructor(maxMessages: number, maxBytes: number, largestCharge: number) {
+    this.maxMessages = maxMessages;
+    this.maxBytes = maxBytes;
+    this.largestCharge = largestCharge;
     const classBase: number[] = [];
     const classSlots: number[] = [];
     const segSlotShift: number[] = [];
@@ -108,15 +130,21 @@ class Geometry {
   }
 
   static readonly #cache = new Map<string, Geometry>();
+  /** The last one asked for: peers made in a row mostly share their limits, and need no key string. */
+  static #last: Geometry | null = null;
 
   static of(maxMessages: number, maxBytes: number, largestCharge: number): Geometry {
+    const last = Geometry.#last;
+    if (last !== null && last.maxMessages === maxMessages && last.maxBytes === maxBytes && last.largestCharge === largestCharge) {
+      return last;
+    }
     const key = `${maxMessages}/${maxBytes}/${largestCharge}`;
     let g = Geometry.#cache.get(key);
     if (g === undefined) {
       g = new Geometry(maxMessages, maxBytes, largestCharge);
       if (Geometry.#cache.size < GEOMETRY_CACHE_MAX) Geometry.#cache.set(key, g);
     }
-    return g;
+    return Geometry.#last = g;
   }
 }
 
@@ -217,7 +245,7 @@ export class Pool {
       if (this.inSab === null) throw new Error('internal: pool used before attach()');
       seg = { buf: Buffer.from(this.inSab), i32: this.inI32!, delta: this.inOffset };
     } else {
-      const sab = new SharedArrayBuffer(bytes);
+      const sab = mappedBuffer(bytes);
       seg = { buf: Buffer.from(sab), i32: new Int32Array(sab), delta: -address };
       this.sink!.handOver(address, sab);
     }

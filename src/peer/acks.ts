@@ -110,7 +110,7 @@ export class Acks {
   #small: Int32Array;
   #smallU8: Uint8Array;
 
-  constructor(m: PeerTicket, link: PeerLink, outbox: Outbox) {
+  constructor(m: Pick<PeerTicket, 'inSab' | 'verdictOffset'>, link: PeerLink, outbox: Outbox) {
     this.#link = link;
     this.#outbox = outbox;
     this.#verdicts = new SlotRingReader(m.inSab, m.verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES);

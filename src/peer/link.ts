@@ -4,7 +4,8 @@
  *
  * Holds the views of the peer's own memory from its ticket: the IN control words, the
  * descriptor ring (read here: this thread is its single consumer), the doorbell and this
- * peer's bell. Owns the peer's open/closed flags, the request id counter, the descriptor
+ * peer's bell, and the ticket's layout numbers that the other parts need when they are
+ * made (Peer makes them at first use: an idle peer has only this object and its view). Owns the peer's open/closed flags, the request id counter, the descriptor
  * tail's batched publication, and the scratch words that the release batch and small
  * requests share (one allocation per peer).
  *
@@ -41,8 +42,16 @@ export class PeerLink implements WatchedLink {
   readonly ctl: Int32Array;
   readonly inSab: SharedArrayBuffer;
   readonly inI32: Int32Array;
-  readonly desc: SlotRingReader;
   readonly doorbell: Int32Array;
+  /** The ticket's layout (shared/layout.ts), for the parts made later (src/peer/outbox.ts, acks.ts). */
+  readonly outOffset: number;
+  readonly outRingBytes: number;
+  readonly verdictOffset: number;
+  readonly #descriptorOffset: number;
+  readonly #descriptorSlots: number;
+  /** Made at first use: a peer that never receives or waits has no ring reader (and reads no page of it). */
+  #desc: SlotRingReader | null = null;
+  #scratch: Int32Array | null = null;
   /** Word and bit of this peer's bell in the doorbell's bell map (word < 0: none). */
   readonly bellWord: number;
   readonly bellBit: number;
@@ -57,15 +66,18 @@ export class PeerLink implements WatchedLink {
   #unpublished = 0;
   /** Made at the first receipt: a peer that never receives has no closure for it. */
   #publishTailFn: (() => void) | null = null;
-  /** The release batch (2 + RELEASE_BATCH words) and a small request body (2 words), in one buffer. */
-  readonly scratch = new Int32Array(2 + RELEASE_BATCH + 2);
 
-  constructor(m: PeerTicket, watch: ThreadWatch) {
+  /** `inI32`: the whole buffer as Int32 (Peer.open made it to claim the ticket). */
+  constructor(m: PeerTicket, watch: ThreadWatch, inI32: Int32Array) {
     this.inSab = m.inSab;
-    this.inI32 = new Int32Array(m.inSab, 0, m.inSab.byteLength >> 2);
+    this.inI32 = inI32;
     // The control block starts the buffer: its words are inI32's first ones, one view for both.
     this.ctl = this.inI32;
-    this.desc = new SlotRingReader(m.inSab, m.descriptorOffset, m.descriptorSlots, DESC_SLOT_BYTES);
+    this.outOffset = m.outOffset;
+    this.outRingBytes = m.outRingBytes;
+    this.verdictOffset = m.verdictOffset;
+    this.#descriptorOffset = m.descriptorOffset;
+    this.#descriptorSlots = m.descriptorSlots;
     this.doorbell = doorbellView(m.doorbell);
     const bell = Atomics.load(this.ctl, CTL_BELL);
     this.bellWord = bell >= 0 ? BELL_MAP + (bell >> 5) : -1;
@@ -77,11 +89,22 @@ export class PeerLink implements WatchedLink {
     if (watch.gone) this.coordinatorGone = true;
   }
 
+  /** The descriptor ring, this thread its single consumer. */
+  get desc(): SlotRingReader {
+    return this.#desc ??= new SlotRingReader(this.inSab, this.#descriptorOffset, this.#descriptorSlots, DESC_SLOT_BYTES);
+  }
+
+  /** The release batch (2 + RELEASE_BATCH words) and a small request body (2 words), in one buffer. */
+  get scratch(): Int32Array {
+    return this.#scratch ??= new Int32Array(2 + RELEASE_BATCH + 2);
+  }
+
   /** The coordinator thread is gone: every wait of this peer ends. */
   coordinatorGoneNow(): void {
     this.coordinatorGone = true;
     Atomics.notify(this.ctl, CTL_ACKED);
-    Atomics.notify(this.desc.ctl, RING_HEAD);
+    // Nothing waits on a ring that was never made.
+    if (this.#desc !== null) Atomics.notify(this.#desc.ctl, RING_HEAD);
   }
 
   /** Peer.close(): the thread's watch no longer needs to tell this peer anything. */

@@ -65,7 +65,7 @@ export class Outbox {
   /** The last single destination found to be a valid handle id (0: none). */
   #checkedTo = 0;
 
-  constructor(m: PeerTicket, link: PeerLink) {
+  constructor(m: Pick<PeerTicket, 'inSab' | 'outOffset' | 'outRingBytes'>, link: PeerLink) {
     this.#link = link;
     this.out = new ByteRingWriter(m.inSab, m.outOffset, m.outRingBytes);
     // A padding record is published on its own (shared/ring.ts): the coordinator must poll this ring to take it.
