@@ -372,6 +372,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     }
     const deadline = performance.now() + timeoutMs;
     const head = this.#link.desc.ctl;
+    // Sends of a burst may owe the coordinator its bell (src/peer/outbox.ts): a reply to them cannot come before it.
+    this.#outbox.ringOwed();
     for (;;) {
       const seen = Atomics.load(head, RING_HEAD);
       const m = this.tryRecv();

@@ -66,3 +66,45 @@ test('sends settled in one pass, with refusals and a partial multicast in the mi
   t.deepEqual(texts(a.peer), wantA);
   t.deepEqual(texts(b.peer), Array.from({ length: bOk }, (_, i) => `b${i}`));
 });
+
+test('a sender that keeps sending without yielding to the event loop sees its acknowledged sends settle, refusals included, in order', async (t) => {
+  // uid 3 holds 8 messages: part of the sends to B are refused (EDQUOT) in the middle of the stream.
+  const bus = inThreadBus({ 3: { messages: 8 } }, { messages: 1024, handles: 256, bytes: 1 << 20 });
+  t.teardown(() => bus.coordinator.closeAll());
+  const s = bus.open(1), a = bus.open(2), b = bus.open(3);
+  const toA = bus.handleTo(a.id, s.id), toB = bus.handleTo(b.id, s.id);
+
+  const SENDS = 256, BATCH = 16;
+  const outcome: string[] = new Array<string>(SENDS).fill('pending');
+  const order: number[] = [];
+  const sends: Array<Promise<void>> = [];
+  for (let i = 0; i < SENDS; i++) {
+    const p = s.peer.send(i % 2 === 0 ? toA : toB, `m${i}`);
+    void p.then(() => { outcome[i] = 'ok'; order.push(i); }, (e: BusError) => { outcome[i] = e.code; order.push(i); });
+    sends.push(p);
+    // The coordinator acknowledges each batch but the last while the sender goes on sending.
+    if ((i + 1) % BATCH === 0 && i + 1 < SENDS) bus.coordinator.runOnce();
+  }
+  // Microtasks only: no timer, no immediate, no event-loop turn.
+  for (let i = 0; i < 20; i++) await null;
+  const early = outcome.filter((o) => o !== 'pending').length;
+  t.true(early >= SENDS - 64, `sends acknowledged while the user was sending are settled before the event loop turns (${early} of ${SENDS})`);
+  t.deepEqual(outcome.slice(SENDS - BATCH), new Array<string>(BATCH).fill('pending'), 'the batch the coordinator has not seen is still pending');
+
+  bus.coordinator.runOnce();
+  await Promise.race([
+    Promise.allSettled(sends),
+    sleep(10_000).then(() => { throw new Error('a send() did not settle'); }),
+  ]);
+  await null;
+  t.deepEqual(order, sends.map((_, i) => i), 'promises settle in the order the sends were made');
+  t.true(outcome.every((o, i) => (i % 2 === 0 ? o === 'ok' : o === 'ok' || o === 'EDQUOT')), outcome.join(' '));
+  const toBOutcomes = outcome.filter((_, i) => i % 2 === 1);
+  const firstRefused = toBOutcomes.indexOf('EDQUOT');
+  t.true(firstRefused > 0, `some sends to B pass before its quota ends: ${toBOutcomes.join(' ')}`);
+  t.true(toBOutcomes.slice(firstRefused).every((o) => o === 'EDQUOT'), `then every send to B is refused: ${toBOutcomes.join(' ')}`);
+  // What B received is exactly the sends to B that succeeded, in order.
+  const got: string[] = [];
+  for (let m = b.peer.tryRecv(); m !== undefined; m = b.peer.tryRecv()) got.push(m.text());
+  t.deepEqual(got, outcome.flatMap((o, i) => (i % 2 === 1 && o === 'ok' ? [`m${i}`] : [])));
+});

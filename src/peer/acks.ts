@@ -10,10 +10,15 @@
  * requests live in a FIFO in reqId order; post()s have no entry: a verdict that matches
  * no entry is a rejected post.
  *
- * This thread is the single consumer of its verdict ring. The pump runs as a microtask
- * while anything is pending or queued; while the user keeps acting it only settles (every
- * SETTLE_EVERY new requests) and runs again after the user's microtasks; once nothing
- * moves it spins briefly, then sleeps (async, bounded) on CTL_ACKED or on the OUT tail.
+ * This thread is the single consumer of its verdict ring. While the user keeps making
+ * requests, each SETTLE_EVERY-th of them settles what was acknowledged meanwhile (one load
+ * of CTL_ACKED), and nothing else runs per request. The pump watches for the rest: it runs
+ * once as a microtask after a request made while it was idle, and whenever the user is
+ * still acting, again only once the user's microtasks have all run (setImmediate: the user
+ * waits for something); then it settles, and once nothing moves it spins briefly and
+ * sleeps (async, bounded) on CTL_ACKED or on the OUT tail. While such a later run is
+ * pending the user is sending in a burst, and the outbox may owe the coordinator's bell
+ * (Outbox.deferBell); the pump and every blocking wait here ring it first.
  * The blocking waits here (synchronous requests, post() backpressure) spin, then sleep
  * in bounded chunks and re-check the peer, so shutdown, disconnection or a dead
  * coordinator surface as ESHUTDOWN, never a hang.
@@ -54,7 +59,10 @@ function capture(resolve: Resolve, reject: Reject): void {
   capturedReject = reject;
 }
 
-/** New requests the pump lets pass before it looks at CTL_ACKED again while the user is busy writing them. */
+/**
+ * Requests between two looks at CTL_ACKED while the user keeps making them (its cache line
+ * is the coordinator's: a load per send was a cache miss per send).
+ */
 const SETTLE_EVERY = 64;
 
 /** Schedules the pump as a plain microtask: queueMicrotask() costs three times as much (an async resource each). */
@@ -87,7 +95,7 @@ export class Acks {
   #tail = 0;
   /** CTL_ACKED as of the last settle(): nothing new to settle until it moves. */
   #settledAck = 0;
-  /** Requests pended so far, and their count when the pump last ran (did the user act in between?). */
+  /** Requests pended so far, and their count when the pump was scheduled (did the user act in between?). */
   #pended = 0;
   #pendedAtPump = 0;
   /** #pended when the pump last settled. */
@@ -103,6 +111,11 @@ export class Acks {
   #pumpScheduled = false;
   #pumpSleeping = false;
   #pumpFn = () => this.#pump();
+  #pumpLaterFn = () => {
+    this.#pumpScheduled = false;
+    this.#outbox.deferBell = false;
+    this.#watch();
+  };
   // The last synchronous request's outcome.
   #syncDone = false;
   #syncError: BusError | null = null;
@@ -136,7 +149,12 @@ export class Acks {
     this.#resolves[t] = resolve;
     this.#rejects[t] = reject;
     this.#extras[t] = extra;
-    this.#pended++;
+    // Settling here rather than in the pump lets a user who keeps sending go on without a
+    // pump run (a microtask) per send; the resolutions only queue the user's reactions.
+    if (++this.#pended - this.#pendedAtSettle >= SETTLE_EVERY) {
+      this.#pendedAtSettle = this.#pended;
+      this.settle();
+    }
     this.schedulePump();
   }
 
@@ -167,26 +185,38 @@ export class Acks {
   }
 
   schedulePump(): void {
-    if (!this.#pumpScheduled && !this.#pumpSleeping) this.#pumpAgain();
+    if (!this.#pumpScheduled && !this.#pumpSleeping) {
+      this.#pumpScheduled = true;
+      this.#pendedAtPump = this.#pended;
+      void RESOLVED.then(this.#pumpFn);
+    }
   }
 
   /**
-   * Settle what the coordinator has acknowledged; keep watching while anything is pending.
-   * While the user acts between two runs (new requests, or continuations of what was just
-   * settled), the pump does not spin, which would hold up a sender that has more to write:
-   * it looks again after them (a microtask), and looks at CTL_ACKED only every SETTLE_EVERY
-   * new requests (its cache line is the coordinator's: a load per send was a cache miss
-   * per send). Only when nothing moved since its last run does it spin, then sleep (async,
-   * bounded) on CTL_ACKED or the OUT tail.
+   * The pump's first run after a request made while it was idle (a microtask, right after
+   * the user's code in progress). If the user has made more requests since, they are still
+   * at work, and spinning now would hold up a sender with more to write: the pump looks
+   * again once the user's microtasks have all run (pend() settles every SETTLE_EVERY
+   * requests meanwhile). Otherwise the user waits: watch.
    */
   #pump(): void {
     this.#pumpScheduled = false;
-    const out = this.#outbox;
-    if (this.#pended !== this.#pendedAtPump && this.#pended - this.#pendedAtSettle < SETTLE_EVERY && out.backlog.length === 0) {
-      this.#pendedAtPump = this.#pended;
-      this.#pumpAgain();
+    if (this.#pended !== this.#pendedAtPump && this.#outbox.backlog.length === 0) {
+      this.#pumpLater();
       return;
     }
+    this.#watch();
+  }
+
+  /**
+   * Settle what the coordinator has acknowledged, move the backlog in, and keep watching
+   * while anything is pending: after progress, look again once the continuations it let
+   * run have run (the user may make more requests, or wait again); when nothing moved,
+   * spin, then sleep (async, bounded) on CTL_ACKED or the OUT tail.
+   */
+  #watch(): void {
+    const out = this.#outbox;
+    out.ringOwed();
     for (;;) {
       // Read before looking, so that progress in between wakes the wait below.
       const seenAck = Atomics.load(this.#link.ctl, CTL_ACKED);
@@ -196,9 +226,8 @@ export class Acks {
       this.#pendedAtSettle = this.#pended;
       this.settle();
       if ((!waitSpace || out.flushBacklog()) && this.#head === this.#tail) return;
-      if (this.#head !== settled || this.#pended !== this.#pendedAtPump) {
-        this.#pendedAtPump = this.#pended;
-        this.#pumpAgain();
+      if (this.#head !== settled) {
+        this.#pumpLater();
         return;
       }
       if (!this.#link.isOpen()) {
@@ -214,15 +243,18 @@ export class Acks {
       this.#pumpSleeping = true;
       void r.then(() => {
         this.#pumpSleeping = false;
-        this.#pump();
+        this.#watch();
       });
       return;
     }
   }
 
-  #pumpAgain(): void {
+  /** Run #watch() once the user's microtasks have all run. */
+  #pumpLater(): void {
     this.#pumpScheduled = true;
-    void RESOLVED.then(this.#pumpFn);
+    // Until then the user is sending in a burst: the bell may wait (Outbox.commitSend()).
+    this.#outbox.deferBell = true;
+    setImmediate(this.#pumpLaterFn);
   }
 
   /**
@@ -398,6 +430,7 @@ export class Acks {
 
   /** One bounded blocking wait on a word; throws ESHUTDOWN when the peer is shut down or the coordinator is stuck. */
   #blockOn(ctl: Int32Array, index: number, flag: number, seen: number, deadline: number, what: string): void {
+    this.#outbox.ringOwed();
     if (!this.#link.isOpen()) {
       this.failAll();
       throw shutdown(what);

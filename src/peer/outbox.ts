@@ -11,17 +11,25 @@
  * (acks.ts) moves them in. post() and synchronous requests wait for space instead
  * (Acks.blockForSpace), with a timeout.
  *
+ * The bell: every record is published (committed) as it is written; the coordinator's
+ * bell is rung when the coordinator asked for it (it stopped polling this ring). Only a
+ * send() in a burst (the request pump's deferBell) may leave the bell owed, for records
+ * of at most an eighth of the ring (BELL_DEFER_SHIFT), never while a send has to wait for
+ * space, and never past the burst's end or a blocking wait of this thread (ringOwed()); a
+ * bell owed past that only delays, since the coordinator's waits time out and it sweeps
+ * rings nobody rang for.
+ *
  * reserve(): an open reservation (resAt >= 0) holds the ring's uncommitted end, so
  * nothing may be committed until postReserved()/cancelReserved(): every other request
  * fails with EBUSY (assertOpen) and queued records stay queued.
  *
- * Owns: the OUT ring writer, the backlog, the reservation. Reads the other parts only
+ * Owns: the OUT ring writer, the backlog, the reservation, the bell owed. Reads the other parts only
  * through `acks` and `releases`, set once by Peer (interfaces, so this module imports
  * neither).
  */
 
 import {
-  OP_SEND, SEND_FLAG_STREAM, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
+  RING_CONSUMER_SLEEPING, OP_SEND, SEND_FLAG_STREAM, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
 } from '../../shared/layout.js';
 import { ByteRingWriter } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
@@ -32,6 +40,13 @@ import { type PeerLink, shutdown, invalid, checkHandleId } from './link.js';
 
 /** How long a synchronous request (createNode, releaseHandle) or a blocked post() waits for the coordinator. */
 export const SYNC_TIMEOUT_MS = 30_000;
+
+/**
+ * How much of the OUT ring a burst's sends may fill while they owe the bell: capacity >>
+ * BELL_DEFER_SHIFT bytes (32 KiB of the smallest ring: about 340 sends of 64 bytes). In
+ * bytes, so that large records never fill the ring before the coordinator is rung.
+ */
+const BELL_DEFER_SHIFT = 3;
 
 const EMPTY_PAYLOAD = new Uint8Array(0);
 
@@ -60,6 +75,14 @@ export class Outbox {
   resAt = -1;
   /** The consumer-sleeping number the bell was last rung for (see commit()). */
   #rungFor = 0;
+  /**
+   * Set by the request pump while the user is sending in a burst (acks.ts): a send's commit
+   * may then leave the bell unrung (see commitSend()).
+   */
+  deferBell = false;
+  /** Bytes of the sends committed since the coordinator asked for a bell that has not been rung. */
+  #bellOwed = 0;
+  readonly #bellDeferBytes: number;
   #resRecord = 0;
   resReq = 0;
   /** The last single destination found to be a valid handle id (0: none). */
@@ -71,6 +94,7 @@ export class Outbox {
     // A padding record is published on its own (shared/ring.ts): the coordinator must poll this ring to take it.
     this.out.onPadPublished = () => link.kick();
     this.#outBuf = Buffer.from(m.inSab, this.out.u8.byteOffset, m.outRingBytes);
+    this.#bellDeferBytes = m.outRingBytes >> BELL_DEFER_SHIFT;
   }
 
   assertOpen(what: string): void {
@@ -107,7 +131,34 @@ export class Outbox {
   commit(): void {
     const asked = this.out.commitSeen();
     if (asked === 0 || asked === this.#rungFor) return;
+    this.#ring(asked);
+  }
+
+  /**
+   * commit() for a send of `bytes` in a burst: the bell may wait until the sends owing it
+   * fill an eighth of the ring, or until the burst ends (the pump calls ringOwed()). A
+   * coordinator that stopped polling this ring in the middle of a burst did so to give its
+   * core to a receiver it woke: ringing at once made the sender pay a futex wake for every
+   * few dozen sends, and the coordinator a wake-up for a handful of records.
+   */
+  commitSend(bytes: number): void {
+    const asked = this.out.commitSeen();
+    if (asked === 0 || asked === this.#rungFor) return;
+    if (this.deferBell && (this.#bellOwed += bytes) < this.#bellDeferBytes) return;
+    this.#ring(asked);
+  }
+
+  /** Ring the bell a deferred commit still owes (before this thread waits, and at the end of a burst). */
+  ringOwed(): void {
+    if (this.#bellOwed === 0) return;
+    const asked = Atomics.load(this.out.ctl, RING_CONSUMER_SLEEPING);
+    if (asked === 0 || asked === this.#rungFor) this.#bellOwed = 0;
+    else this.#ring(asked);
+  }
+
+  #ring(asked: number): void {
     this.#rungFor = asked;
+    this.#bellOwed = 0;
     this.#link.kick();
   }
 
@@ -211,6 +262,8 @@ export class Outbox {
     let i32: Int32Array, u8: Uint8Array, at: number, buf: Buffer;
     let spill: Uint8Array | null = null;
     let direct = this.backlog.length === 0 ? this.out.reserve(bodyBytes, OP_SEND) : -1;
+    // A send that finds the ring full must not wait for space behind a bell it owes.
+    if (direct < 0) this.ringOwed();
     if (direct < 0 && block) {
       // post(): backpressure by waiting for ring space rather than queueing a copy.
       const deadline = performance.now() + SYNC_TIMEOUT_MS;
@@ -245,7 +298,8 @@ export class Outbox {
       u8.set(data as Uint8Array, p);
     }
     if (spill === null) {
-      this.commit();
+      if (block) this.commit();
+      else this.commitSend(bodyBytes);
     } else {
       this.backlog.push({ op: OP_SEND, body: spill.subarray(0, bodyBytes) });
     }
