@@ -207,6 +207,12 @@ export class Receipt {
     receiverIndex: number,
     perSourceShared: boolean,
     readonly latency: LatencyRecorder | null,
+    /**
+     * False when a source may resend a refused message later (oneway-64B-send retries on
+     * EDQUOT): its seqs may then arrive out of order, and only each message's own bytes
+     * are checked (the drain still checks the count).
+     */
+    readonly ordered = true,
   ) {
     this.ctl = ctl ? ctl.i32 : null;
     this.countIndex = ctl ? ctl.countIndex(receiverIndex) : 0;
@@ -227,8 +233,10 @@ export class Receipt {
       this.errors++;
       return;
     }
-    if (seq !== this.next[src]) this.errors++;
-    this.next[src] = seq + 1;
+    if (this.ordered) {
+      if (seq !== this.next[src]) this.errors++;
+      this.next[src] = seq + 1;
+    }
     if (b[off + (len >>> 1)] !== ((seq >>> 8) & 0xff) || b[off + len - 1] !== (seq & 0xff)) this.errors++;
     if (b[off + 6] === 1 && this.latency !== null && (this.ctl === null || Atomics.load(this.ctl, MEASURE) !== 0)) {
       for (let i = 0; i < 8; i++) f64Bytes[i] = b[off + 8 + i]!;

@@ -148,7 +148,7 @@ async function stream(ctx: BenchContext, workload: StreamWorkload): Promise<Sess
         receivers: receivers.map((ticket, index) => ({
           data: {
             ctl, index, sources: sh.senders, payloadBytes: sh.payloadBytes, perSource: sh.perSource,
-            latencyEvery: sh.latencyEvery, ticket,
+            latencyEvery: sh.latencyEvery, ticket, ordered: workload !== 'oneway-64B-send',
           } satisfies TbStreamReceiverData,
           transfer: ticket.transfer,
         })),
