@@ -80,6 +80,8 @@ export interface Result {
   bytesPerPeer?: number | null;
   /** Measured runs behind the medians. */
   runs: number;
+  /** Warm-up runs made before them (Tunables.warmupSettlePct); absent where there are none. */
+  warmupRuns?: number;
   /** (max - min) / median of the headline figure across runs, in percent. */
   spreadPct: number | null;
   /** Wall time spent on this row, setup and teardown included. */
@@ -89,7 +91,17 @@ export interface Result {
 }
 
 export interface Tunables {
+  /** Fewest warm-up runs; more follow until the rate settles (warmupSettlePct, warmupMaxMs). */
   readonly warmupRuns: number;
+  /**
+   * Warm-up runs go on until two in a row differ by at most this (msgs/s, in percent)...
+   * A system whose per-message work is JavaScript compiles it during the first runs (its
+   * rate climbed 1.4-2.6x from the first quick run to the third, December 2026), while
+   * a native path such as MessagePort's is steady from the start.
+   */
+  readonly warmupSettlePct: number;
+  /** ...or until warm-up has taken this long. */
+  readonly warmupMaxMs: number;
   readonly runs: number;
   readonly warmupWindowMs: number;
   readonly rampMs: number;
@@ -114,6 +126,8 @@ export interface Tunables {
 
 export const QUICK_TUNABLES: Tunables = {
   warmupRuns: 1,
+  warmupSettlePct: 10,
+  warmupMaxMs: 1_200,
   runs: 3,
   warmupWindowMs: 60,
   rampMs: 20,
@@ -128,6 +142,8 @@ export const QUICK_TUNABLES: Tunables = {
 
 export const FULL_TUNABLES: Tunables = {
   warmupRuns: 1,
+  warmupSettlePct: 10,
+  warmupMaxMs: 5_000,
   runs: 5,
   warmupWindowMs: 300,
   rampMs: 100,
@@ -210,6 +226,11 @@ export function runParamsFor(workload: WorkloadName, t: Tunables, warmup: boolea
   return { warmup, rampMs, windowMs, timeoutMs: rampMs + windowMs + t.runSlackMs };
 }
 
+/** True when `rate` is within `pct` percent of the previous warm-up run's. */
+function settled(previous: number | null, rate: number, pct: number): boolean {
+  return previous !== null && previous > 0 && (Math.abs(rate - previous) / previous) * 100 <= pct;
+}
+
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message.split('\n')[0]! : String(e);
 }
@@ -222,6 +243,7 @@ export async function measure(system: BenchSystem, workload: WorkloadName, ctx: 
   let session: Session | undefined;
   let failed = false;
   let error: string | undefined;
+  let warmupRuns = 0;
   try {
     if (!factory) throw new Error(`${system.name} does not implement ${workload}`);
     let mark = performance.now();
@@ -234,10 +256,16 @@ export async function measure(system: BenchSystem, workload: WorkloadName, ctx: 
       void late.close(true).catch(() => {});
     });
     phase('setup');
-    for (let i = 0; i < t.warmupRuns; i++) {
+    const warmStart = performance.now();
+    let previous: number | null = null;
+    for (;;) {
       const p = runParamsFor(workload, t, true);
-      await withTimeout(session.run(p), p.timeoutMs, 'warm-up run');
+      const rate = (await withTimeout(session.run(p), p.timeoutMs, 'warm-up run')).msgsPerSec;
+      warmupRuns++;
       phase('warm-up');
+      if (warmupRuns >= t.warmupRuns && (rate === null || settled(previous, rate, t.warmupSettlePct)
+        || performance.now() - warmStart >= t.warmupMaxMs)) break;
+      previous = rate;
     }
     for (let i = 0; i < t.runs; i++) {
       const p = runParamsFor(workload, t, false);
@@ -266,10 +294,11 @@ export async function measure(system: BenchSystem, workload: WorkloadName, ctx: 
       runs: samples.length,
       spreadPct: null,
       wallMs,
+      warmupRuns,
       error,
     };
   }
-  return summarize(workload, system.name, samples, wallMs);
+  return { ...summarize(workload, system.name, samples, wallMs), warmupRuns };
 }
 
 export function summarize(workload: WorkloadName, system: string, samples: readonly Sample[], wallMs: number): Result {
