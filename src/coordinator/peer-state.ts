@@ -228,8 +228,7 @@ export class PeerState implements SegmentSink {
         }
         runM++;
         runH += this.fifoHandles[i];
-        runB += this.pool.chargedOf(slot);
-        this.pool.markReceived(slot);
+        runB += this.pool.receive(slot);
         const lists = this.#handleLists;
         if (lists !== null && lists.size > 0) {
           const list = lists.get(pos);

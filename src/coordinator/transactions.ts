@@ -306,10 +306,11 @@ export class Transactions {
     sender: PeerState, target: PeerState, node: BusNode, seq: number, cont: boolean,
     payloadOff: number, plen: number, bytes: number, handlesCharged: number, nh: number,
   ): void {
-    const slot = target.pool.alloc(bytes);
+    const pool = target.pool;
+    const slot = pool.alloc(bytes);
     if (slot < 0) throw new Error(`internal: pool of peer ${target.id} full although accounting allowed ${bytes} bytes`);
-    const offset = target.pool.offsetOf(slot);
-    const seg = target.pool.segmentOf(slot);
+    const offset = pool.placedOffset;
+    const seg = pool.placedSegment!;
     const at = offset + seg.delta;
     copyPayload(sender.outBuf, sender.out.i32, payloadOff, seg.buf, seg.i32, at, plen);
     let list: Handle[] | null = null;
@@ -357,10 +358,18 @@ function copyPayload(
   if (n <= WORD_COPY_MAX_BYTES && (srcOff & 3) === 0 && (dstOff & 3) === 0) {
     // Both ends are 4-aligned and the source record is padded to 8, so whole words are safe to read;
     // the destination slice is at least align8(n) bytes.
+    // Four words a turn, then the rest one by one: a quarter of the loop's own overhead.
+    const s = srcOff >> 2;
+    const d = dstOff >> 2;
     const words = (n + 3) >> 2;
-    let s = srcOff >> 2;
-    let d = dstOff >> 2;
-    for (let i = 0; i < words; i++) dst32[d++] = src32[s++];
+    let i = 0;
+    for (; i + 4 <= words; i += 4) {
+      dst32[d + i] = src32[s + i];
+      dst32[d + i + 1] = src32[s + i + 1];
+      dst32[d + i + 2] = src32[s + i + 2];
+      dst32[d + i + 3] = src32[s + i + 3];
+    }
+    for (; i < words; i++) dst32[d + i] = src32[s + i];
     return;
   }
   src.copy(dst, dstOff, srcOff, srcOff + n);
