@@ -27,7 +27,7 @@ import {
 import type { PeerState, BusNode, Handle } from './peer-state.js';
 import { countRefused, countSent } from './stats.js';
 import {
-  E_DQUOT, E_NXIO, E_SHUTDOWN, E_MSGSIZE, E_INVAL, E_NOTUNIQ, RUN_UNICAST, RUN_MULTICAST, type CoordinatorCore,
+  E_DQUOT, E_NXIO, E_SHUTDOWN, E_MSGSIZE, E_INVAL, E_NOTUNIQ, RUN_UNICAST, RUN_MULTICAST, clearList, type CoordinatorCore,
 } from './core.js';
 import type { Verdicts } from './verdicts.js';
 import type { Receipts } from './receipts.js';
@@ -105,8 +105,8 @@ export class Transactions {
     const epoch = ++core.epoch;
     const nodes = this.handles.txNodes;
     const destIds = this.txDestIds;
-    nodes.length = 0;
-    destIds.length = 0;
+    clearList(nodes);
+    clearList(destIds);
     let idw = w + SEND_HEADER_WORDS;
     for (let i = 0; i < ndest; i++) {
       const id = i32[idw++] >>> 0;
@@ -119,7 +119,7 @@ export class Transactions {
       destIds.push(id);
     }
     const handles = this.txHandles;
-    handles.length = 0;
+    clearList(handles);
     let alive = 0;
     for (let i = 0; i < nh; i++) {
       const id = i32[idw++] >>> 0;
@@ -130,7 +130,7 @@ export class Transactions {
     }
     const bytes = messageBytes(plen, nh);
     const accepted = this.txAccepted;
-    accepted.length = 0;
+    clearList(accepted);
     if (!partial) {
       for (let i = 0; i < ndest; i++) {
         if (nodes[i].destroyed || !nodes[i].owner.open) return core.fail(E_SHUTDOWN, destIds[i]);
@@ -170,7 +170,7 @@ export class Transactions {
     // Commit: one sequence number, destinations grouped per receiving peer (for `continue`).
     const seq = ++core.seq;
     const order = this.txOrder;
-    order.length = 0;
+    clearList(order);
     for (let i = 0; i < ndest; i++) if (accepted[i]) order.push(i);
     if (order.length > 1) sortByOwner(order, nodes);
     const payloadOff = (w << 2) + idsBytes;

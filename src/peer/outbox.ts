@@ -27,7 +27,7 @@ import { ByteRingWriter } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
 import type { HandleId } from '../message.js';
 import type { PeerTicket } from '../ticket.js';
-import { encodeValue } from '../values.js';
+import { encodeValue, VALUE_STRING } from '../values.js';
 import { type PeerLink, shutdown, invalid, checkHandleId } from './link.js';
 
 /** How long a synchronous request (createNode, releaseHandle) or a blocked post() waits for the coordinator. */
@@ -193,12 +193,23 @@ export class Outbox {
       if (nh > MAX_HANDLES_PER_MESSAGE) throw invalid(`${what}: at most ${MAX_HANDLES_PER_MESSAGE} handles per message`);
       for (let i = 0; i < nh; i++) checkHandleId(handles[i], what);
     }
-    const enc = encodeValue(value, what);
-    const data = enc.data;
-    flags |= enc.kind << TAG_SHIFT;
-    const isString = typeof data === 'string';
+    // Bytes (the stream's common case) and strings are written as they are; anything else is serialized first.
+    let bytes: Uint8Array | null = null, text: string | null = null, plen: number;
+    if (value instanceof Uint8Array) {
+      bytes = value; // VALUE_BYTES is 0: no tag bits
+      plen = value.byteLength;
+    } else if (typeof value === 'string') {
+      text = value;
+      flags |= VALUE_STRING << TAG_SHIFT;
+      plen = Buffer.byteLength(value, 'utf8');
+    } else {
+      const enc = encodeValue(value, what);
+      bytes = enc.data as Uint8Array;
+      flags |= enc.kind << TAG_SHIFT;
+      plen = bytes.byteLength;
+    }
     // reserve(): the caller fills the payload in place afterwards.
-    const plen = reserveBytes >= 0 ? reserveBytes : isString ? Buffer.byteLength(data, 'utf8') : data.byteLength;
+    if (reserveBytes >= 0) plen = reserveBytes;
     const max = this.#link.maxMessageBytes;
     if (plen > max) {
       throw new BusError('EMSGSIZE', `${what}: message of ${plen} bytes is larger than the bus allows (${max})`);
@@ -235,14 +246,14 @@ export class Outbox {
       this.#resRecord = at >> 2;
       return reqId;
     }
-    if (isString) {
-      if (plen > 0) buf.write(data as string, p, plen, 'utf8');
+    if (text !== null) {
+      if (plen > 0) buf.write(text, p, plen, 'utf8');
     } else if (plen <= 8) {
       // Byte stores into shared memory beat set() only up to about 8 bytes (16 bytes: 42 ns against 21 ns here).
-      const d = data as Uint8Array;
+      const d = bytes!;
       for (let i = 0; i < plen; i++) u8[p + i] = d[i];
     } else {
-      u8.set(data as Uint8Array, p);
+      u8.set(bytes!, p);
     }
     if (spill === null) {
       this.commit();
