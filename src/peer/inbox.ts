@@ -47,7 +47,6 @@ export class Inbox implements SliceOwner {
   #asyncRecvWaiters = 0;
   /** The release batch (in link.scratch), made at the first release: an idle peer has none. */
   #releases: Int32Array | null = null;
-  #releasesU8: Uint8Array | null = null;
   /** A flush of receipts and releases is queued for the end of this task (one microtask per task, not one each). */
   #flushQueued = false;
   #flushFn: (() => void) | null = null;
@@ -211,9 +210,7 @@ export class Inbox implements SliceOwner {
   }
 
   #makeReleases(): Int32Array {
-    const scratch = this.#link.scratch;
-    this.#releasesU8 = new Uint8Array(scratch.buffer, scratch.byteOffset, 4 * (2 + RELEASE_BATCH));
-    return this.#releases = scratch.subarray(0, 2 + RELEASE_BATCH);
+    return this.#releases = this.#link.scratch.subarray(0, 2 + RELEASE_BATCH);
   }
 
   flushReleases(): void {
@@ -222,7 +219,7 @@ export class Inbox implements SliceOwner {
     if (releases === null) return;
     const n = releases[1];
     if (n === 0) return;
-    if (this.#link.isOpen()) this.#outbox.writeRecordRaw(OP_RELEASE_SLICES, this.#releasesU8!.subarray(0, 8 + 4 * n));
+    if (this.#link.isOpen()) this.#outbox.writeWords(OP_RELEASE_SLICES, releases, 2 + n);
     releases[1] = 0;
   }
 }

@@ -81,20 +81,43 @@ export class Outbox {
   /** Write (or queue behind the backlog) one small record; the body starts with its reqId. */
   writeRecord(op: number, body: Uint8Array): void {
     this.releases.flushReleases();
-    this.writeRecordRaw(op, body);
+    this.#writeBytes(op, body);
   }
 
-  writeRecordRaw(op: number, body: Uint8Array): void {
-    this.#link.publishTail();
-    if (this.backlog.length === 0 && this.resAt < 0) {
-      const at = this.out.reserve(body.byteLength, op);
-      if (at >= 0) {
-        this.out.u8.set(body, at);
-        this.commit();
-        return;
-      }
+  #writeBytes(op: number, body: Uint8Array): void {
+    const at = this.#reserveNow(body.byteLength, op);
+    if (at >= 0) {
+      this.out.u8.set(body, at);
+      this.commit();
+    } else {
+      this.#queue(op, body.slice());
     }
-    this.backlog.push({ op, body: body.slice() });
+  }
+
+  /**
+   * #writeBytes of the first `words` words of `src` (the release batch), copied word
+   * by word: no view of the batch and no set() call per record.
+   */
+  writeWords(op: number, src: Int32Array, words: number): void {
+    const at = this.#reserveNow(4 * words, op);
+    if (at >= 0) {
+      const i32 = this.out.i32;
+      const w = at >> 2;
+      for (let i = 0; i < words; i++) i32[w + i] = src[i];
+      this.commit();
+    } else {
+      this.#queue(op, new Uint8Array(src.buffer, src.byteOffset, 4 * words).slice());
+    }
+  }
+
+  /** A record's place in the ring now (its body offset), or -1 when it must queue behind the backlog or an open reservation. */
+  #reserveNow(bodyBytes: number, op: number): number {
+    this.#link.publishTail();
+    return this.backlog.length === 0 && this.resAt < 0 ? this.out.reserve(bodyBytes, op) : -1;
+  }
+
+  #queue(op: number, body: Uint8Array): void {
+    this.backlog.push({ op, body });
     this.acks.schedulePump();
   }
 
