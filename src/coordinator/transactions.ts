@@ -301,6 +301,27 @@ export class Transactions {
     }
   }
 
+  /**
+   * The transaction's handles, installed in `target`'s table and written as its ids from
+   * word `hw` of the slice (a destroyed node's as INVALID_HANDLE); returns those installed.
+   * Apart from deliver(), which stays small enough to be inlined where no handles go.
+   */
+  installHandles(target: PeerState, i32: Int32Array, hw: number, nh: number): Handle[] {
+    const list: Handle[] = [];
+    for (let i = 0; i < nh; i++) {
+      const node2 = this.txHandles[i].node;
+      if (node2.destroyed) {
+        i32[hw++] = INVALID_HANDLE;
+        continue;
+      }
+      const th = this.handles.install(target, node2);
+      th.refsInFlight++;
+      list.push(th);
+      i32[hw++] = th.id;
+    }
+    return list;
+  }
+
   /** Write one data message into `target`'s pool and queue its descriptor. */
   deliver(
     sender: PeerState, target: PeerState, node: BusNode, seq: number, cont: boolean,
@@ -313,22 +334,7 @@ export class Transactions {
     const seg = pool.placedSegment!;
     const at = offset + seg.delta;
     copyPayload(sender.outBuf, sender.out.i32, payloadOff, seg.buf, seg.i32, at, plen);
-    let list: Handle[] | null = null;
-    if (nh > 0) {
-      list = [];
-      let hw = (at + ((plen + 3) & ~3)) >> 2;
-      for (let i = 0; i < nh; i++) {
-        const node2 = this.txHandles[i].node;
-        if (node2.destroyed) {
-          seg.i32[hw++] = INVALID_HANDLE;
-          continue;
-        }
-        const th = this.handles.install(target, node2);
-        th.refsInFlight++;
-        list.push(th);
-        seg.i32[hw++] = th.id;
-      }
-    }
+    const list = nh > 0 ? this.installHandles(target, seg.i32, (at + ((plen + 3) & ~3)) >> 2, nh) : null;
     const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT) | this.txTag;
     countSent(sender, bytes);
     this.descriptors.queueDescriptor(target, kindWord, node.ownerHandle.id, seq, sender.uid, offset, plen, slot, handlesCharged, list, null);
