@@ -58,6 +58,8 @@ const GEOMETRY_CACHE_MAX = 64;
 export interface PoolSegment {
   readonly buf: Buffer;
   readonly i32: Int32Array;
+  /** The same bytes as 64-bit words (whole words only), for the payload copy. */
+  readonly b64: BigInt64Array;
   readonly delta: number;
 }
 
@@ -222,10 +224,11 @@ export class Pool {
     let seg: PoolSegment;
     if (address === 0) {
       if (this.inSab === null) throw new Error('internal: pool used before attach()');
-      seg = { buf: Buffer.from(this.inSab), i32: this.inI32!, delta: this.inOffset };
+      const sab = this.inSab;
+      seg = { buf: Buffer.from(sab), i32: this.inI32!, b64: new BigInt64Array(sab, 0, sab.byteLength >> 3), delta: this.inOffset };
     } else {
       const sab = new SharedArrayBuffer(bytes);
-      seg = { buf: Buffer.from(sab), i32: new Int32Array(sab), delta: -address };
+      seg = { buf: Buffer.from(sab), i32: new Int32Array(sab), b64: new BigInt64Array(sab, 0, bytes >> 3), delta: -address };
       this.sink!.handOver(address, sab);
     }
     c.segments.push(seg);

@@ -25,6 +25,7 @@ import {
   DESC_NHANDLES_SHIFT, INVALID_HANDLE, align8, messageBytes, TAG_MASK,
 } from '../../shared/layout.js';
 import type { PeerState, BusNode, Handle } from './peer-state.js';
+import type { PoolSegment } from './pool.js';
 import { countRefused, countSent } from './stats.js';
 import {
   E_DQUOT, E_NXIO, E_SHUTDOWN, E_MSGSIZE, E_INVAL, E_NOTUNIQ, RUN_UNICAST, RUN_MULTICAST, clearList, type CoordinatorCore,
@@ -333,7 +334,7 @@ export class Transactions {
     const offset = pool.placedOffset;
     const seg = pool.placedSegment!;
     const at = offset + seg.delta;
-    copyPayload(sender.outBuf, sender.out.i32, payloadOff, seg.buf, seg.i32, at, plen);
+    copyPayload(sender, payloadOff, seg, at, plen);
     const list = nh > 0 ? this.installHandles(target, seg.i32, (at + ((plen + 3) & ~3)) >> 2, nh) : null;
     const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT) | this.txTag;
     countSent(sender, bytes);
@@ -357,26 +358,25 @@ function sortByOwner(order: number[], nodes: BusNode[]): void {
 /** Payloads up to this size are copied word by word: cheaper than a native call. */
 const WORD_COPY_MAX_BYTES = 256;
 
-function copyPayload(
-  src: Buffer, src32: Int32Array, srcOff: number, dst: Buffer, dst32: Int32Array, dstOff: number, n: number,
-): void {
+/**
+ * Copy `n` payload bytes from the sender's OUT ring (byte `srcOff`) into a pool slice
+ * (byte `dstOff` of `seg`). Small ones go by 64-bit words: BigInt64Array loads and stores
+ * that the optimizing compiler keeps as plain 64-bit moves (no BigInt is made), bit for
+ * bit, half the moves of 32-bit words; a Float64Array would do as well in speed but may
+ * rewrite NaN bit patterns. The payload starts 8-aligned in its record (which is padded
+ * to 8), and the slice holds at least align8(n) bytes, so whole words are safe to read
+ * and write; any handle ids are written after the copy. Larger ones (and any not
+ * 8-aligned, which the layout does not make) go by Buffer.copy.
+ */
+function copyPayload(sender: PeerState, srcOff: number, seg: PoolSegment, dstOff: number, n: number): void {
   if (n === 0) return;
-  if (n <= WORD_COPY_MAX_BYTES && (srcOff & 3) === 0 && (dstOff & 3) === 0) {
-    // Both ends are 4-aligned and the source record is padded to 8, so whole words are safe to read;
-    // the destination slice is at least align8(n) bytes.
-    // Four words a turn, then the rest one by one: a quarter of the loop's own overhead.
-    const s = srcOff >> 2;
-    const d = dstOff >> 2;
-    const words = (n + 3) >> 2;
-    let i = 0;
-    for (; i + 4 <= words; i += 4) {
-      dst32[d + i] = src32[s + i];
-      dst32[d + i + 1] = src32[s + i + 1];
-      dst32[d + i + 2] = src32[s + i + 2];
-      dst32[d + i + 3] = src32[s + i + 3];
-    }
-    for (; i < words; i++) dst32[d + i] = src32[s + i];
+  if (n <= WORD_COPY_MAX_BYTES && ((srcOff | dstOff) & 7) === 0) {
+    const src = sender.out64, dst = seg.b64;
+    const s = srcOff >> 3;
+    const d = dstOff >> 3;
+    const words = (n + 7) >> 3;
+    for (let i = 0; i < words; i++) dst[d + i] = src[s + i];
     return;
   }
-  src.copy(dst, dstOff, srcOff, srcOff + n);
+  sender.outBuf.copy(seg.buf, dstOff, srcOff, srcOff + n);
 }
