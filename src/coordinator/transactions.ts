@@ -21,7 +21,7 @@
  */
 
 import {
-  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, KIND_DATA, DESC_CONTINUE,
+  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, SEND_FLAG_WAIT, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, KIND_DATA, DESC_CONTINUE,
   DESC_NHANDLES_SHIFT, INVALID_HANDLE, align8, messageBytes, TAG_MASK,
 } from '../../shared/layout.js';
 import type { PeerState, BusNode, Handle } from './peer-state.js';
@@ -259,6 +259,38 @@ export class Transactions {
     core.runBytes += bytes;
     this.deliver(sender, target, node, ++core.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
     return 0;
+  }
+
+  /**
+   * The next record of the sender whose unicast run is open, taken without the general
+   * dispatch when it is one more of the same: an OP_SEND (post or send, without
+   * partial or wait) to the run's destination id, without handles, well framed, from a
+   * sender with no refused post pending, no receipt to account (dispatch would sync it
+   * first) and room for a verdict (dispatch would stall it), to a receiver other than
+   * itself (whose receipts a send syncs), within the run's headroom. Then it is delivered and acked as dispatch would, and true is
+   * returned; else nothing changes and the caller dispatches the record as ever, which
+   * gives any verdict. `w`: the record body's first word; `len`: its bytes.
+   */
+  continueUnicastRun(sender: PeerState, w: number, len: number): boolean {
+    const core = this.core;
+    const i32 = sender.out.i32;
+    const flags = i32[w + 1];
+    const plen = i32[w + 4] >>> 0;
+    // One destination and no handles: the ids take 4 * (SEND_HEADER_WORDS + 1) bytes, padded to 8.
+    const idsBytes = align8(4 * (SEND_HEADER_WORDS + 1));
+    if (len < idsBytes || (flags & (SEND_FLAG_PARTIAL | SEND_FLAG_WAIT)) !== 0 || i32[w + 2] !== 1 || i32[w + 3] !== 0
+      || i32[w + SEND_HEADER_WORDS] >>> 0 !== this.runUniId || plen > core.config.maxMessageBytes || idsBytes + plen > len
+      || sender.streamCode !== 0 || sender.desc.position !== sender.syncedTail || sender.verdictFree < 1) return false;
+    const node = this.runUniNode!;
+    const target = node.owner;
+    const bytes = messageBytes(plen, 0);
+    if (target === sender || core.runCount + 1 > core.runHeadCount || core.runBytes + bytes > core.runHeadBytes) return false;
+    core.runCount++;
+    core.runBytes += bytes;
+    this.txTag = flags & TAG_MASK;
+    this.deliver(sender, target, node, ++core.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
+    this.verdicts.ack(sender, i32[w] >>> 0);
+    return true;
   }
 
   /**
