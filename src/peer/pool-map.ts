@@ -40,7 +40,6 @@ export interface PeerSegment {
 
 /** Slot starts are multiples of the smallest slice (64 bytes) within a granule. */
 const VIEW_SHIFT = 6;
-const VIEWS_PER_GRANULE = SEGMENT_BYTES >>> VIEW_SHIFT;
 
 export class PoolMap {
   readonly #link: PeerLink;
@@ -84,8 +83,10 @@ export class PoolMap {
    * reused only after its release), and it shows the same memory the new one does.
    */
   view(seg: PeerSegment, address: number, bytes: number): Uint8Array {
-    const views = seg.views ??= new Array<Uint8Array | undefined>(VIEWS_PER_GRANULE);
+    const views = seg.views ??= [];
     const i = (address & (SEGMENT_BYTES - 1)) >>> VIEW_SHIFT;
+    // Grown to the highest slot used, densely (a segment of large slots needs one entry).
+    while (views.length <= i) views.push(undefined);
     let v = views[i];
     if (v === undefined || v.length !== bytes) views[i] = v = new Uint8Array(seg.sab, address + seg.delta, bytes);
     return v;
