@@ -89,10 +89,7 @@ export class Dispatcher {
     // usable by its next request, and a slice it received may be released. The peer
     // publishes its tail before writing such a request, so one look here is enough.
     if (core.runOpen && (op !== OP_SEND || core.inRun(peer))) core.flushRun();
-    // A peer with no descriptor outstanding (a pure sender) has no receipt to give, and its
-    // tail is not loaded: a tail it moved meanwhile is judged when a descriptor is next
-    // outstanding (advanced past what was published: a violation, as ever).
-    if (peer.desc.position !== peer.syncedTail && !peer.syncConsumed()) return Dispatch.Violation;
+    if (!peer.syncConsumed()) return Dispatch.Violation;
     // A request may only start when its verdicts are sure to fit (one per refused
     // destination of a partial multicast, else one).
     let need = 1;

@@ -22,7 +22,7 @@
 
 import {
   SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, SEND_FLAG_WAIT, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, KIND_DATA, DESC_CONTINUE,
-  DESC_NHANDLES_SHIFT, INVALID_HANDLE, align8, messageBytes, TAG_MASK,
+  DESC_NHANDLES_SHIFT, INVALID_HANDLE, RING_TAIL, align8, messageBytes, TAG_MASK,
 } from '../../shared/layout.js';
 import type { PeerState, BusNode, Handle } from './peer-state.js';
 import type { PoolSegment } from './pool.js';
@@ -265,8 +265,9 @@ export class Transactions {
    * The next record of the sender whose unicast run is open, taken without the general
    * dispatch when it is one more of the same: an OP_SEND (post or send, without
    * partial or wait) to the run's destination id, without handles, well framed, from a
-   * sender with no refused post pending, no receipt to account (dispatch would sync it
-   * first) and room for a verdict (dispatch would stall it), to a receiver other than
+   * sender with no refused post pending, a descriptor tail that has not moved (else
+   * dispatch syncs its receipts first, and judges the tail) and room for a verdict
+   * (dispatch would stall it), to a receiver other than
    * itself (whose receipts a send syncs), within the run's headroom. Then it is delivered and acked as dispatch would, and true is
    * returned; else nothing changes and the caller dispatches the record as ever, which
    * gives any verdict. `w`: the record body's first word; `len`: its bytes.
@@ -280,7 +281,8 @@ export class Transactions {
     const idsBytes = align8(4 * (SEND_HEADER_WORDS + 1));
     if (len < idsBytes || (flags & (SEND_FLAG_PARTIAL | SEND_FLAG_WAIT)) !== 0 || i32[w + 2] !== 1 || i32[w + 3] !== 0
       || i32[w + SEND_HEADER_WORDS] >>> 0 !== this.runUniId || plen > core.config.maxMessageBytes || idsBytes + plen > len
-      || sender.streamCode !== 0 || sender.desc.position !== sender.syncedTail || sender.verdictFree < 1) return false;
+      || sender.streamCode !== 0 || (Atomics.load(sender.desc.ctl, RING_TAIL) >>> 0) !== sender.syncedTail
+      || sender.verdictFree < 1) return false;
     const node = this.runUniNode!;
     const target = node.owner;
     const bytes = messageBytes(plen, 0);
