@@ -83,6 +83,8 @@ export class PoolMap {
    * reused only after its release), and it shows the same memory the new one does.
    */
   view(seg: PeerSegment, address: number, bytes: number): Uint8Array {
+    // Slot starts are 64-aligned; anything else (this peer scribbled on its own ring) gets a view of its own.
+    if ((address & ((1 << VIEW_SHIFT) - 1)) !== 0) return new Uint8Array(seg.sab, address + seg.delta, bytes);
     const views = seg.views ??= [];
     const i = (address & (SEGMENT_BYTES - 1)) >>> VIEW_SHIFT;
     // Grown to the highest slot used, densely (a segment of large slots needs one entry).
