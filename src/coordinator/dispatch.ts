@@ -66,8 +66,6 @@ export class Dispatcher {
     }
     core.flushRun();
     if (n > 0) {
-      // Idle means consecutive empty polls (Bells.release): a peer with records every few rounds stays polled.
-      peer.idlePolls = 0;
       // A producer waiting for space is woken once half the ring is free: waking it for a
       // few bytes would cost a futex call per batch.
       if (out.release() && out.used() <= out.capacity / 2) out.wakeProducer();
