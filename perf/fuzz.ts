@@ -135,10 +135,16 @@ async function lane(hw: HostileWorker, k: number): Promise<void> {
     const how = res.state === STATE_OPEN ? 'open' : res.state === STATE_DISCONNECTED && res.reason === REASON_PROTOCOL ? 'cut off (protocol)'
       : res.state === STATE_CLOSED ? 'closed' : 'state word overwritten by the hostile';
     endings[how] = (endings[how] ?? 0) + 1;
-    // Its thread lets go of the ticket (the port closes): the coordinator disconnects it, if it
-    // had not already, and everything it held is given back. (Its state word may hold
-    // whatever the hostile wrote there, so the books are what is waited for.)
+    // Its thread lets go of the ticket, and the coordinator disconnects it, if it had not
+    // already, and everything it held is given back. The hostiles share a few threads, so no
+    // thread's death can stand for one identity's, and nothing closes a port when the
+    // identity is forgotten: the test hook asks the coordinator to cut it off as if its thread
+    // had gone (as test/hostile.test.ts retire() does; the reply, to an id the Bus never uses,
+    // is ignored). Without it, an identity that outlived its storm was never cut off and its
+    // uid never came back whole. (Its state word may hold whatever the hostile wrote there,
+    // so the books are what is waited for.)
     await h.forget();
+    coordinatorWorkerOf(bus).postMessage({ id: -1, op: 'dropPeer', peerId: ticket.peerId });
     const whole = async () => {
       const u = await bus.usage(uid);
       return JSON.stringify(u.remaining) === JSON.stringify(u.max) && Object.keys(u.shares).length === 0 ? null : u;

@@ -4,7 +4,9 @@
  * `data` is a view straight into the receiver's pool: no copy was made on receipt. The
  * slice stays the receiver's (and stays charged to its user, bus1 SLICE) until
  * release(); after that the coordinator may reuse the memory, so `data` must not be read
- * again. Notifications carry no slice; release() on them only marks them released.
+ * again (a later message in the same slot may even get the same view object:
+ * src/peer/pool-map.ts). Notifications carry no slice; release() on them only marks
+ * them released.
  */
 
 import { BusError } from './errors.js';

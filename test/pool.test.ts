@@ -10,7 +10,9 @@
  *     allocation returned, under the address the slice's granule maps to;
  *   - segments are made only for windows never used before, so the bytes handed over
  *     never exceed the pool's address space, and a freed slot is reused before a new
- *     segment is made (a steady stream makes no segment after its first round).
+ *     segment is made (a steady stream makes no segment after its first round);
+ *   - alloc() reports where it placed a slot (placedOffset, placedSegment), and a slice
+ *     is released (freeReceived) only once, and only after its receipt (receive).
  */
 
 import test from 'ava';
@@ -72,9 +74,12 @@ testProp('admitted allocations always fit, never overlap, and lie in segments ha
     if (o.kind === 'free') {
       if (live.length === 0) continue;
       const [l] = live.splice(o.pick % live.length, 1);
-      h.pool.markReceived(l.slot);
+      // The coordinator's path: receipt (descriptor consumed), then SLICE_RELEASE of the address.
+      t.is(h.pool.freeReceived(l.address), -1, 'a slice not yet received cannot be released');
+      t.is(h.pool.receive(l.slot), l.charge, 'a receipt returns the charge');
       t.is(h.pool.stateOf(l.slot), SLOT_RECEIVED);
-      h.pool.free(l.slot);
+      t.is(h.pool.freeReceived(l.address), l.charge, 'a release returns the charge');
+      t.is(h.pool.freeReceived(l.address), -1, 'a second release of the slice names none');
       liveBytes -= l.charge;
       continue;
     }
@@ -85,6 +90,8 @@ testProp('admitted allocations always fit, never overlap, and lie in segments ha
     t.is(h.pool.stateOf(slot), SLOT_QUEUED);
     t.is(h.pool.chargedOf(slot), o.charge);
     const address = h.pool.offsetOf(slot);
+    t.is(h.pool.placedOffset, address, 'alloc() says where it placed the slot');
+    t.is(h.pool.placedSegment, h.pool.segmentOf(slot));
     t.true(address >= 0 && address + o.charge <= h.pool.totalBytes, 'inside the address space');
     t.is(h.pool.slotAt(address), slot, 'a release of that address names that slot');
     const [buf, at] = h.peerView(address, o.charge);
@@ -109,8 +116,8 @@ test('a steady stream reuses its slots: no new segment after the first round', (
     const slots = [1000, 5000, 100, 30_000, 70, 2000].map((c) => h.pool.alloc(c));
     t.false(slots.includes(-1));
     for (const s of slots) {
-      h.pool.markReceived(s);
-      h.pool.free(s);
+      h.pool.receive(s);
+      t.true(h.pool.freeReceived(h.pool.offsetOf(s)) > 0);
     }
   };
   round();

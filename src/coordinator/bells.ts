@@ -18,7 +18,7 @@
 import { CTL_BELL, DOORBELL_BYTES, BELL_COUNTER, BELL_MAP, MAX_BELLS, NO_BELL, RING_CONSUMER_SLEEPING } from '../../shared/layout.js';
 import { mappedBuffer } from './pool.js';
 import type { PeerState } from './peer-state.js';
-import type { CoordinatorCore } from './core.js';
+import { clearList, type CoordinatorCore } from './core.js';
 
 /** Empty polls of a peer's OUT ring before it is handed back to its bell. */
 export const IDLE_POLLS = 4;
@@ -139,7 +139,7 @@ export class Bells {
       if (p.wakePending && Atomics.load(p.desc.ctl, RING_CONSUMER_SLEEPING) !== 0) this.woken++;
       p.wakeIfPending();
     }
-    w.length = 0;
+    clearList(w);
   }
 
   /**

@@ -47,6 +47,15 @@ export const E_BUSY = codeNumber('EBUSY');
 export const E_REMOTE = codeNumber('EREMOTE');
 export const E_STALE = codeNumber('ESTALE');
 
+/**
+ * Empty a scratch list. `list.length = 0` goes through the generic length setter (about
+ * 25-45 ns, even on an empty list); popping a few entries costs a few ns. The lists of
+ * the send path hold at most a transaction's destinations or handles.
+ */
+export function clearList(list: unknown[]): void {
+  while (list.length !== 0) list.pop();
+}
+
 /** Run kinds (CoordinatorCore.runKind). */
 export const RUN_UNICAST = 1, RUN_MULTICAST = 2;
 
@@ -123,7 +132,7 @@ export class CoordinatorCore {
         this.wakes.push(p);
       }
     }
-    d.length = 0;
+    clearList(d);
   }
 
   /** Charge the open run of sends, if any, and close it. */

@@ -56,9 +56,12 @@ export class Descriptors {
     d.i32[at + D_OFFSET] = offset;
     d.i32[at + D_BYTES] = bytes;
     d.i32[at + D_KIND] = kindWord;
-    // Receipts not yet accounted would be overwritten: account them first.
-    if (((pos - target.syncedTail) >>> 0) >= target.fifoCapacity) this.receipts.syncPeer(target);
-    target.ensureFifo(pos);
+    // The FIFO is full: receipts not yet accounted would be overwritten, so account them
+    // first, then grow it if it is still full (ensureFifo would return at once otherwise).
+    if (((pos - target.syncedTail) >>> 0) >= target.fifoCapacity) {
+      this.receipts.syncPeer(target);
+      target.ensureFifo(pos);
+    }
     const i = target.fifoIndex(pos);
     target.fifoUid[i] = uid;
     target.fifoSlot[i] = slot;

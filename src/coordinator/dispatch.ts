@@ -18,7 +18,7 @@ import {
 import { RING_EMPTY, RING_CORRUPT } from '../../shared/ring.js';
 import type { PeerState } from './peer-state.js';
 import { countRefused } from './stats.js';
-import { E_DQUOT, type CoordinatorCore } from './core.js';
+import { E_DQUOT, RUN_UNICAST, type CoordinatorCore } from './core.js';
 import type { Verdicts } from './verdicts.js';
 import type { Receipts } from './receipts.js';
 import type { Handles } from './handles.js';
@@ -47,6 +47,12 @@ export class Dispatcher {
       if (off === RING_CORRUPT) {
         this.disc.disconnect(peer, STATE_DISCONNECTED, REASON_PROTOCOL);
         return n;
+      }
+      // One more send of the open run of unicasts skips the general dispatch (Transactions.continueUnicastRun).
+      if (core.runOpen && core.runKind === RUN_UNICAST && out.op === OP_SEND && this.tx.continueUnicastRun(peer, off >> 2, out.bodyBytes)) {
+        out.consume();
+        n++;
+        continue;
       }
       const r = this.dispatch(peer, out.op, off, out.bodyBytes);
       if (r === Dispatch.Retry) break;

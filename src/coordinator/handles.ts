@@ -15,7 +15,7 @@ import { KIND_NODE_DESTROY, KIND_NODE_RELEASE, DESC_CONTINUE } from '../../share
 import { BusError } from '../errors.js';
 import { BusNode as NewNode, Handle as NewHandle } from './nodes.js';
 import type { PeerState, BusNode, Handle } from './peer-state.js';
-import { E_NXIO, E_NOTUNIQ, E_BUSY, E_REMOTE, E_STALE, type CoordinatorCore } from './core.js';
+import { E_NXIO, E_NOTUNIQ, E_BUSY, E_REMOTE, E_STALE, clearList, type CoordinatorCore } from './core.js';
 import type { Receipts } from './receipts.js';
 import type { Descriptors } from './descriptors.js';
 
@@ -122,7 +122,7 @@ export class Handles {
     const i32 = peer.out.i32;
     const epoch = ++core.epoch;
     const nodes = this.txNodes;
-    nodes.length = 0;
+    clearList(nodes);
     for (let i = 0; i < n; i++) {
       const id = i32[w + i] >>> 0;
       const h = peer.handles.get(id);

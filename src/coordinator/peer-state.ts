@@ -82,6 +82,7 @@ export class PeerState implements SegmentSink {
   /** The control block's words: the same view as inI32 (the block starts the buffer), so an idle peer has one view less. */
   readonly ctl: Int32Array;
   #outBuf: Buffer | null = null;
+  #out64: BigInt64Array | null = null;
   readonly inI32: Int32Array;
   readonly pool: Pool;
   /** Where new pool segments go (set by the coordinator at createPeer). */
@@ -189,6 +190,11 @@ export class PeerState implements SegmentSink {
     return this.#outBuf ??= Buffer.from(this.out.u8.buffer, this.out.u8.byteOffset, this.out.u8.byteLength);
   }
 
+  /** OUT's data as 64-bit words, for small payload copies (made at the first, like outBuf). */
+  get out64(): BigInt64Array {
+    return this.#out64 ??= new BigInt64Array(this.out.u8.buffer, this.out.u8.byteOffset, this.out.u8.byteLength >> 3);
+  }
+
   /** SegmentSink: a new pool segment goes to this peer, through its thread's watch (segment-mail.ts). */
   handOver(address: number, sab: SharedArrayBuffer): void {
     this.mail!.send(this, address, sab);
@@ -267,8 +273,7 @@ export class PeerState implements SegmentSink {
         }
         runM++;
         runH += this.fifoHandles[i];
-        runB += this.pool.chargedOf(slot);
-        this.pool.markReceived(slot);
+        runB += this.pool.receive(slot);
         const lists = this.#handleLists;
         if (lists !== null && lists.size > 0) {
           const list = lists.get(pos);

@@ -39,6 +39,7 @@
 import { SEGMENT_BYTES } from '../../shared/layout.js';
 
 export const SLICE_MIN_BYTES = 64;
+const SLICE_MIN_SHIFT = 6;
 
 export const SLOT_FREE = 0;
 export const SLOT_QUEUED = 1;
@@ -57,6 +58,8 @@ const GEOMETRY_CACHE_MAX = 64;
 export interface PoolSegment {
   readonly buf: Buffer;
   readonly i32: Int32Array;
+  /** The same bytes as 64-bit words (whole words only), for the payload copy. */
+  readonly b64: BigInt64Array;
   readonly delta: number;
 }
 
@@ -197,7 +200,11 @@ export class Pool {
     return charge <= SLICE_MIN_BYTES ? 0 : 32 - Math.clz32((charge - 1) >>> 6);
   }
 
-  /** A free slot for `charge` bytes, now QUEUED, or -1 (which accounting must make impossible). */
+  /** Where the last alloc() put its slot: its pool address and segment (what offsetOf and segmentOf say), without a second lookup. */
+  placedOffset = 0;
+  placedSegment: PoolSegment | null = null;
+
+  /** A free slot for `charge` bytes, now QUEUED, or -1 (which accounting must make impossible). Sets placedOffset and placedSegment. */
   alloc(charge: number): number {
     const k = this.classOf(charge);
     const g = this.#g;
@@ -215,6 +222,8 @@ export class Pool {
     }
     c.states[i] = SLOT_QUEUED;
     c.charges[i] = charge;
+    this.placedOffset = g.classBase[k] + i * (SLICE_MIN_BYTES << k);
+    this.placedSegment = c.segments[i >>> g.segSlotShift[k]];
     return (k << SLOT_CLASS_SHIFT) | i;
   }
 
@@ -243,10 +252,11 @@ export class Pool {
     let seg: PoolSegment;
     if (address === 0) {
       if (this.inSab === null) throw new Error('internal: pool used before attach()');
-      seg = { buf: Buffer.from(this.inSab), i32: this.inI32!, delta: this.inOffset };
+      const sab = this.inSab;
+      seg = { buf: Buffer.from(sab), i32: this.inI32!, b64: new BigInt64Array(sab, 0, sab.byteLength >> 3), delta: this.inOffset };
     } else {
       const sab = mappedBuffer(bytes);
-      seg = { buf: Buffer.from(sab), i32: new Int32Array(sab), delta: -address };
+      seg = { buf: Buffer.from(sab), i32: new Int32Array(sab), b64: new BigInt64Array(sab, 0, bytes >> 3), delta: -address };
       this.sink!.handOver(address, sab);
     }
     c.segments.push(seg);
@@ -267,8 +277,29 @@ export class Pool {
     return this.#classes![slot >>> SLOT_CLASS_SHIFT]!.charges[slot & SLOT_INDEX_MASK];
   }
 
-  markReceived(slot: number): void {
-    this.#classes![slot >>> SLOT_CLASS_SHIFT]!.states[slot & SLOT_INDEX_MASK] = SLOT_RECEIVED;
+  /** A QUEUED slot's descriptor was consumed: mark it RECEIVED and return the bytes it was charged (one lookup for both). */
+  receive(slot: number): number {
+    const c = this.#classes![slot >>> SLOT_CLASS_SHIFT]!;
+    const i = slot & SLOT_INDEX_MASK;
+    c.states[i] = SLOT_RECEIVED;
+    return c.charges[i];
+  }
+
+  /**
+   * SLICE_RELEASE of pool address `offset` (untrusted): free the RECEIVED slot starting
+   * there and return the bytes it was charged, or -1 when no RECEIVED slot starts there.
+   */
+  freeReceived(offset: number): number {
+    const slot = this.slotAt(offset);
+    if (slot < 0) return -1;
+    const c = this.#classes![slot >>> SLOT_CLASS_SHIFT]!;
+    const i = slot & SLOT_INDEX_MASK;
+    if (c.states[i] !== SLOT_RECEIVED) return -1;
+    const bytes = c.charges[i];
+    c.states[i] = SLOT_FREE;
+    c.charges[i] = 0;
+    c.free.push(i);
+    return bytes;
   }
 
   free(slot: number): void {
@@ -312,10 +343,10 @@ export class Pool {
     const bases = g.classBase;
     let k = 0;
     while (k + 1 < bases.length && bases[k + 1] <= offset) k++;
-    const size = SLICE_MIN_BYTES << k;
+    // Sizes are powers of two and offsets below 2^32: shifts, not a division.
     const within = offset - bases[k];
-    if (within % size !== 0) return -1;
-    const i = within / size;
+    if ((within & ((SLICE_MIN_BYTES << k) - 1)) !== 0) return -1;
+    const i = within >>> (SLICE_MIN_SHIFT + k);
     if (i >= (this.#classes?.[k]?.fresh ?? 0)) return -1;
     return (k << SLOT_CLASS_SHIFT) | i;
   }

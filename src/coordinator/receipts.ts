@@ -11,7 +11,6 @@
  * a refusal is never caused by stale numbers.
  */
 
-import { SLOT_RECEIVED } from './pool.js';
 import type { PeerState } from './peer-state.js';
 import { E_DQUOT, type CoordinatorCore } from './core.js';
 
@@ -54,10 +53,6 @@ export class Receipts {
 
   /** Free a received slice; returns the bytes it was charged (for the caller to release), or -1 if it is not one. */
   freeSlice(peer: PeerState, offset: number): number {
-    const slot = peer.pool.slotAt(offset);
-    if (slot < 0 || peer.pool.stateOf(slot) !== SLOT_RECEIVED) return -1;
-    const bytes = peer.pool.chargedOf(slot);
-    peer.pool.free(slot);
-    return bytes;
+    return peer.pool.freeReceived(offset);
   }
 }

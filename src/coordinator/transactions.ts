@@ -21,13 +21,14 @@
  */
 
 import {
-  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, KIND_DATA, DESC_CONTINUE,
-  DESC_NHANDLES_SHIFT, INVALID_HANDLE, align8, messageBytes, TAG_MASK,
+  SEND_HEADER_WORDS, SEND_FLAG_PARTIAL, SEND_FLAG_WAIT, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, KIND_DATA, DESC_CONTINUE,
+  DESC_NHANDLES_SHIFT, INVALID_HANDLE, RING_TAIL, align8, messageBytes, TAG_MASK,
 } from '../../shared/layout.js';
 import type { PeerState, BusNode, Handle } from './peer-state.js';
+import type { PoolSegment } from './pool.js';
 import { countRefused, countSent } from './stats.js';
 import {
-  E_DQUOT, E_NXIO, E_SHUTDOWN, E_MSGSIZE, E_INVAL, E_NOTUNIQ, RUN_UNICAST, RUN_MULTICAST, type CoordinatorCore,
+  E_DQUOT, E_NXIO, E_SHUTDOWN, E_MSGSIZE, E_INVAL, E_NOTUNIQ, RUN_UNICAST, RUN_MULTICAST, clearList, type CoordinatorCore,
 } from './core.js';
 import type { Verdicts } from './verdicts.js';
 import type { Receipts } from './receipts.js';
@@ -105,8 +106,8 @@ export class Transactions {
     const epoch = ++core.epoch;
     const nodes = this.handles.txNodes;
     const destIds = this.txDestIds;
-    nodes.length = 0;
-    destIds.length = 0;
+    clearList(nodes);
+    clearList(destIds);
     let idw = w + SEND_HEADER_WORDS;
     for (let i = 0; i < ndest; i++) {
       const id = i32[idw++] >>> 0;
@@ -119,7 +120,7 @@ export class Transactions {
       destIds.push(id);
     }
     const handles = this.txHandles;
-    handles.length = 0;
+    clearList(handles);
     let alive = 0;
     for (let i = 0; i < nh; i++) {
       const id = i32[idw++] >>> 0;
@@ -130,7 +131,7 @@ export class Transactions {
     }
     const bytes = messageBytes(plen, nh);
     const accepted = this.txAccepted;
-    accepted.length = 0;
+    clearList(accepted);
     if (!partial) {
       for (let i = 0; i < ndest; i++) {
         if (nodes[i].destroyed || !nodes[i].owner.open) return core.fail(E_SHUTDOWN, destIds[i]);
@@ -170,7 +171,7 @@ export class Transactions {
     // Commit: one sequence number, destinations grouped per receiving peer (for `continue`).
     const seq = ++core.seq;
     const order = this.txOrder;
-    order.length = 0;
+    clearList(order);
     for (let i = 0; i < ndest; i++) if (accepted[i]) order.push(i);
     if (order.length > 1) sortByOwner(order, nodes);
     const payloadOff = (w << 2) + idsBytes;
@@ -261,6 +262,40 @@ export class Transactions {
   }
 
   /**
+   * The next record of the sender whose unicast run is open, taken without the general
+   * dispatch when it is one more of the same: an OP_SEND (post or send, without
+   * partial or wait) to the run's destination id, without handles, well framed, from a
+   * sender with no refused post pending, a descriptor tail that has not moved (else
+   * dispatch syncs its receipts first, and judges the tail) and room for a verdict
+   * (dispatch would stall it), to a receiver other than
+   * itself (whose receipts a send syncs), within the run's headroom. Then it is delivered and acked as dispatch would, and true is
+   * returned; else nothing changes and the caller dispatches the record as ever, which
+   * gives any verdict. `w`: the record body's first word; `len`: its bytes.
+   */
+  continueUnicastRun(sender: PeerState, w: number, len: number): boolean {
+    const core = this.core;
+    const i32 = sender.out.i32;
+    const flags = i32[w + 1];
+    const plen = i32[w + 4] >>> 0;
+    // One destination and no handles: the ids take 4 * (SEND_HEADER_WORDS + 1) bytes, padded to 8.
+    const idsBytes = align8(4 * (SEND_HEADER_WORDS + 1));
+    if (len < idsBytes || (flags & (SEND_FLAG_PARTIAL | SEND_FLAG_WAIT)) !== 0 || i32[w + 2] !== 1 || i32[w + 3] !== 0
+      || i32[w + SEND_HEADER_WORDS] >>> 0 !== this.runUniId || plen > core.config.maxMessageBytes || idsBytes + plen > len
+      || sender.streamCode !== 0 || (Atomics.load(sender.desc.ctl, RING_TAIL) >>> 0) !== sender.syncedTail
+      || sender.verdictFree < 1) return false;
+    const node = this.runUniNode!;
+    const target = node.owner;
+    const bytes = messageBytes(plen, 0);
+    if (target === sender || core.runCount + 1 > core.runHeadCount || core.runBytes + bytes > core.runHeadBytes) return false;
+    core.runCount++;
+    core.runBytes += bytes;
+    this.txTag = flags & TAG_MASK;
+    this.deliver(sender, target, node, ++core.seq, false, (w << 2) + idsBytes, plen, bytes, 0, 0);
+    this.verdicts.ack(sender, i32[w] >>> 0);
+    return true;
+  }
+
+  /**
    * Quota check of every accepted destination up to `last` (all of them when -1), syncing
    * receipts first when it fails, so that a refusal is never caused by stale numbers.
    */
@@ -301,33 +336,40 @@ export class Transactions {
     }
   }
 
+  /**
+   * The transaction's handles, installed in `target`'s table and written as its ids from
+   * word `hw` of the slice (a destroyed node's as INVALID_HANDLE); returns those installed.
+   * Apart from deliver(), which stays small enough to be inlined where no handles go.
+   */
+  installHandles(target: PeerState, i32: Int32Array, hw: number, nh: number): Handle[] {
+    const list: Handle[] = [];
+    for (let i = 0; i < nh; i++) {
+      const node2 = this.txHandles[i].node;
+      if (node2.destroyed) {
+        i32[hw++] = INVALID_HANDLE;
+        continue;
+      }
+      const th = this.handles.install(target, node2);
+      th.refsInFlight++;
+      list.push(th);
+      i32[hw++] = th.id;
+    }
+    return list;
+  }
+
   /** Write one data message into `target`'s pool and queue its descriptor. */
   deliver(
     sender: PeerState, target: PeerState, node: BusNode, seq: number, cont: boolean,
     payloadOff: number, plen: number, bytes: number, handlesCharged: number, nh: number,
   ): void {
-    const slot = target.pool.alloc(bytes);
+    const pool = target.pool;
+    const slot = pool.alloc(bytes);
     if (slot < 0) throw new Error(`internal: pool of peer ${target.id} full although accounting allowed ${bytes} bytes`);
-    const offset = target.pool.offsetOf(slot);
-    const seg = target.pool.segmentOf(slot);
+    const offset = pool.placedOffset;
+    const seg = pool.placedSegment!;
     const at = offset + seg.delta;
-    copyPayload(sender.outBuf, sender.out.i32, payloadOff, seg.buf, seg.i32, at, plen);
-    let list: Handle[] | null = null;
-    if (nh > 0) {
-      list = [];
-      let hw = (at + ((plen + 3) & ~3)) >> 2;
-      for (let i = 0; i < nh; i++) {
-        const node2 = this.txHandles[i].node;
-        if (node2.destroyed) {
-          seg.i32[hw++] = INVALID_HANDLE;
-          continue;
-        }
-        const th = this.handles.install(target, node2);
-        th.refsInFlight++;
-        list.push(th);
-        seg.i32[hw++] = th.id;
-      }
-    }
+    copyPayload(sender, payloadOff, seg, at, plen);
+    const list = nh > 0 ? this.installHandles(target, seg.i32, (at + ((plen + 3) & ~3)) >> 2, nh) : null;
     const kindWord = KIND_DATA | (cont ? DESC_CONTINUE : 0) | (nh << DESC_NHANDLES_SHIFT) | this.txTag;
     countSent(sender, bytes);
     this.descriptors.queueDescriptor(target, kindWord, node.ownerHandle.id, seq, sender.uid, offset, plen, slot, handlesCharged, list, null);
@@ -350,18 +392,25 @@ function sortByOwner(order: number[], nodes: BusNode[]): void {
 /** Payloads up to this size are copied word by word: cheaper than a native call. */
 const WORD_COPY_MAX_BYTES = 256;
 
-function copyPayload(
-  src: Buffer, src32: Int32Array, srcOff: number, dst: Buffer, dst32: Int32Array, dstOff: number, n: number,
-): void {
+/**
+ * Copy `n` payload bytes from the sender's OUT ring (byte `srcOff`) into a pool slice
+ * (byte `dstOff` of `seg`). Small ones go by 64-bit words: BigInt64Array loads and stores
+ * that the optimizing compiler keeps as plain 64-bit moves (no BigInt is made), bit for
+ * bit, half the moves of 32-bit words; a Float64Array would do as well in speed but may
+ * rewrite NaN bit patterns. The payload starts 8-aligned in its record (which is padded
+ * to 8), and the slice holds at least align8(n) bytes, so whole words are safe to read
+ * and write; any handle ids are written after the copy. Larger ones (and any not
+ * 8-aligned, which the layout does not make) go by Buffer.copy.
+ */
+function copyPayload(sender: PeerState, srcOff: number, seg: PoolSegment, dstOff: number, n: number): void {
   if (n === 0) return;
-  if (n <= WORD_COPY_MAX_BYTES && (srcOff & 3) === 0 && (dstOff & 3) === 0) {
-    // Both ends are 4-aligned and the source record is padded to 8, so whole words are safe to read;
-    // the destination slice is at least align8(n) bytes.
-    const words = (n + 3) >> 2;
-    let s = srcOff >> 2;
-    let d = dstOff >> 2;
-    for (let i = 0; i < words; i++) dst32[d++] = src32[s++];
+  if (n <= WORD_COPY_MAX_BYTES && ((srcOff | dstOff) & 7) === 0) {
+    const src = sender.out64, dst = seg.b64;
+    const s = srcOff >> 3;
+    const d = dstOff >> 3;
+    const words = (n + 7) >> 3;
+    for (let i = 0; i < words; i++) dst[d + i] = src[s + i];
     return;
   }
-  src.copy(dst, dstOff, srcOff, srcOff + n);
+  sender.outBuf.copy(seg.buf, dstOff, srcOff, srcOff + n);
 }

@@ -34,6 +34,8 @@ import type { PeerLink } from './link.js';
 import type { Outbox } from './outbox.js';
 import { PoolMap } from './pool-map.js';
 
+const RESOLVED = Promise.resolve();
+
 export class Inbox implements SliceOwner {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
@@ -45,8 +47,9 @@ export class Inbox implements SliceOwner {
   #asyncRecvWaiters = 0;
   /** The release batch (in link.scratch), made at the first release: an idle peer has none. */
   #releases: Int32Array | null = null;
-  #releasesU8: Uint8Array | null = null;
-  #flushReleasesFn: (() => void) | null = null;
+  /** A flush of receipts and releases is queued for the end of this task (one microtask per task, not one each). */
+  #flushQueued = false;
+  #flushFn: (() => void) | null = null;
   /** How long a receive spins before it sleeps (shared/wait.ts Spinner): one per peer, made at its first wait. */
   #spinnerObj: Spinner | null = null;
   /** PeerLink.nextReq at the last wait: a wait after a request is waiting for an answer. */
@@ -100,6 +103,7 @@ export class Inbox implements SliceOwner {
       if (kind !== KIND_DATA && kind !== KIND_NODE_DESTROY && kind !== KIND_NODE_RELEASE) {
         desc.consume();
         link.consumed();
+        if (!this.#flushQueued) this.#queueFlush();
         continue;
       }
       const dest = i32[at + D_DEST] >>> 0;
@@ -110,7 +114,8 @@ export class Inbox implements SliceOwner {
         const offset = i32[at + D_OFFSET] >>> 0;
         const bytes = i32[at + D_BYTES] >>> 0;
         const nh = (word >>> DESC_NHANDLES_SHIFT) & DESC_NHANDLES_MASK;
-        const seg = this.#pool.segmentAt(offset);
+        const pool = this.#pool;
+        const seg = pool.segmentAt(offset);
         const byte = offset + seg.delta;
         let handles: HandleId[] | null = null;
         if (nh > 0) {
@@ -118,7 +123,7 @@ export class Inbox implements SliceOwner {
           const hw = (byte + ((bytes + 3) & ~3)) >> 2;
           for (let i = 0; i < nh; i++) handles[i] = seg.i32[hw + i] >>> 0;
         }
-        msg = new Message('data', dest, new Uint8Array(seg.sab, byte, bytes), handles, uid, seq,
+        msg = new Message('data', dest, pool.view(seg, offset, bytes), handles, uid, seq,
           (word & DESC_CONTINUE) !== 0, this, offset, word >>> TAG_SHIFT, this.#layer ??= this.#layerOf(this.#owner));
       } else {
         msg = new Message(kind === KIND_NODE_DESTROY ? 'node-destroy' : 'node-release', dest, null, null, uid, seq,
@@ -126,6 +131,7 @@ export class Inbox implements SliceOwner {
       }
       desc.consume();
       link.consumed();
+      if (!this.#flushQueued) this.#queueFlush();
       if ((this.#layer ??= this.#layerOf(this.#owner)).route(msg)) continue;
       return msg;
     }
@@ -178,22 +184,33 @@ export class Inbox implements SliceOwner {
    * up to RELEASE_BATCH offsets, written when the batch is full, when this thread is
    * about to wait, before any other request, or at the end of the current task
    * (microtask), so that the coordinator sees them promptly without a record each.
+   * Once the peer is shut down the batch is dropped at its flush (the coordinator took
+   * the whole pool back), so a release need not look at the peer's state.
    */
   releaseSlice(offset: number): void {
-    if (!this.#link.isOpen()) return; // the coordinator already took the whole pool back
     const releases = this.#releases ?? this.#makeReleases();
     const n = releases[1];
     releases[2 + n] = offset;
     releases[1] = n + 1;
     if (n + 1 === RELEASE_BATCH) this.flushReleases();
-    else if (n === 0) queueMicrotask(this.#flushReleasesFn!);
+    else if (!this.#flushQueued) this.#queueFlush();
+  }
+
+  /**
+   * Queue the end-of-task flush of receipts (the descriptor tail) and releases: one
+   * microtask per task for both, scheduled through a resolved promise, which costs a
+   * third of queueMicrotask() (no async resource).
+   */
+  #queueFlush(): void {
+    this.#flushQueued = true;
+    void RESOLVED.then(this.#flushFn ??= () => {
+      this.#flushQueued = false;
+      this.flushReleases();
+    });
   }
 
   #makeReleases(): Int32Array {
-    const scratch = this.#link.scratch;
-    this.#releasesU8 = new Uint8Array(scratch.buffer, scratch.byteOffset, 4 * (2 + RELEASE_BATCH));
-    this.#flushReleasesFn = () => this.flushReleases();
-    return this.#releases = scratch.subarray(0, 2 + RELEASE_BATCH);
+    return this.#releases = this.#link.scratch.subarray(0, 2 + RELEASE_BATCH);
   }
 
   flushReleases(): void {
@@ -202,7 +219,7 @@ export class Inbox implements SliceOwner {
     if (releases === null) return;
     const n = releases[1];
     if (n === 0) return;
-    if (this.#link.isOpen()) this.#outbox.writeRecordRaw(OP_RELEASE_SLICES, this.#releasesU8!.subarray(0, 8 + 4 * n));
+    if (this.#link.isOpen()) this.#outbox.writeWords(OP_RELEASE_SLICES, releases, 2 + n);
     releases[1] = 0;
   }
 }

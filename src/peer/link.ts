@@ -64,8 +64,6 @@ export class PeerLink implements WatchedLink {
   coordinatorGone = false;
   #nextReq = 1;
   #unpublished = 0;
-  /** Made at the first receipt: a peer that never receives has no closure for it. */
-  #publishTailFn: (() => void) | null = null;
 
   /** `inI32`: the whole buffer as Int32 (Peer.open made it to claim the ticket). */
   constructor(m: PeerTicket, watch: ThreadWatch, inI32: Int32Array) {
@@ -164,11 +162,11 @@ export class PeerLink implements WatchedLink {
    * read by the coordinator, and writing it per message would bounce it between cores.
    * It is published before anything the coordinator must see in order after it (a
    * release, a request naming a handle that arrived in a message), when the batch is
-   * full, when this thread is about to wait, and at the end of the current task.
+   * full, when this thread is about to wait, and at the end of the current task (the
+   * inbox, the only caller, queues that flush with its releases').
    */
   consumed(): void {
     if (++this.#unpublished >= TAIL_BATCH) this.publishTail();
-    else if (this.#unpublished === 1) queueMicrotask(this.#publishTailFn ??= () => this.publishTail());
   }
 
   publishTail(): void {

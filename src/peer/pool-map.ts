@@ -15,7 +15,8 @@
  * Segments are never unmapped (the coordinator keeps them too), so a Message's view
  * stays valid until it is released, and after. Lookup is by SEGMENT_BYTES granule; a
  * segment larger than one granule is entered under each of its granules. The last one
- * used is cached: consecutive messages mostly land in one segment.
+ * used is cached: consecutive messages mostly land in one segment. So is the last view of
+ * each slot (view()).
  */
 
 import { receiveMessageOnPort } from 'node:worker_threads';
@@ -33,7 +34,12 @@ export interface PeerSegment {
   readonly sab: SharedArrayBuffer;
   readonly i32: Int32Array;
   readonly delta: number;
+  /** The last view made of each slot, by its start within its granule (view()); made at the first. */
+  views: Array<Uint8Array | undefined> | null;
 }
+
+/** Slot starts are multiples of the smallest slice (64 bytes) within a granule. */
+const VIEW_SHIFT = 6;
 
 export class PoolMap {
   readonly #link: PeerLink;
@@ -66,7 +72,26 @@ export class PoolMap {
 
   #first(): PeerSegment {
     const link = this.#link;
-    return this.#firstSeg ??= { sab: link.inSab, i32: link.inI32, delta: this.#firstOffset };
+    return this.#firstSeg ??= { sab: link.inSab, i32: link.inI32, delta: this.#firstOffset, views: null };
+  }
+
+  /**
+   * A view of the `bytes` bytes at pool address `address` in `seg` (segmentAt's answer).
+   * A slot's view is kept and given again while the slot's messages keep its length: a
+   * steady stream reuses its slots (the coordinator's pool is LIFO), so most messages
+   * need no new Uint8Array. Only a released message's view can be given again (a slot is
+   * reused only after its release), and it shows the same memory the new one does.
+   */
+  view(seg: PeerSegment, address: number, bytes: number): Uint8Array {
+    // Slot starts are 64-aligned; anything else (this peer scribbled on its own ring) gets a view of its own.
+    if ((address & ((1 << VIEW_SHIFT) - 1)) !== 0) return new Uint8Array(seg.sab, address + seg.delta, bytes);
+    const views = seg.views ??= [];
+    const i = (address & (SEGMENT_BYTES - 1)) >>> VIEW_SHIFT;
+    // Grown to the highest slot used, densely (a segment of large slots needs one entry).
+    while (views.length <= i) views.push(undefined);
+    let v = views[i];
+    if (v === undefined || v.length !== bytes) views[i] = v = new Uint8Array(seg.sab, address + seg.delta, bytes);
+    return v;
   }
 
   /**
@@ -98,7 +123,7 @@ export class PoolMap {
       || !(sab instanceof SharedArrayBuffer) || sab.byteLength === 0) {
       throw new BusError('EINVAL', 'recv: the coordinator posted something that is not a pool segment on this peer\'s port');
     }
-    const seg: PeerSegment = { sab, i32: new Int32Array(sab, 0, sab.byteLength >> 2), delta: -address };
+    const seg: PeerSegment = { sab, i32: new Int32Array(sab, 0, sab.byteLength >> 2), delta: -address, views: null };
     const map = this.#byGranule ??= new Map();
     const end = address + sab.byteLength;
     for (let a = address; a < end; a += SEGMENT_BYTES) map.set(a >>> SEGMENT_SHIFT, seg);
