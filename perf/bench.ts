@@ -145,7 +145,7 @@ async function main(): Promise<number> {
   const totalS = (performance.now() - started) / 1000;
 
   console.log(table(results));
-  console.log(`\n${results.length} results in ${totalS.toFixed(1)} s (${quick ? 'quick' : 'full'}: ${tunables.runs} runs of ${tunables.windowMs} ms after warm-up runs until two agree within ${tunables.warmupSettlePct} % (at most ${tunables.warmupMaxMs} ms); medians)`);
+  console.log(`\n${results.length} results in ${totalS.toFixed(1)} s (${quick ? 'quick' : 'full'}: ${tunables.runs} runs of ${tunables.windowMs} ms after warm-up runs until ${tunables.warmupSettleRuns} in a row agree within ${tunables.warmupSettlePct} %; medians)`);
 
   if (values.json) {
     const { node, cpus, date, platform, cpuModel } = m;

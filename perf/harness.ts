@@ -91,16 +91,18 @@ export interface Result {
 }
 
 export interface Tunables {
-  /** Fewest warm-up runs; more follow until the rate settles (warmupSettlePct, warmupMaxMs). */
+  /** Fewest warm-up runs; more follow until the rate settles (warmupSettleRuns, warmupSettlePct). */
   readonly warmupRuns: number;
   /**
-   * Warm-up runs go on until two in a row differ by at most this (msgs/s, in percent)...
-   * A system whose per-message work is JavaScript compiles it during the first runs (its
-   * rate climbed 1.4-2.6x from the first quick run to the third, December 2026), while
-   * a native path such as MessagePort's is steady from the start.
+   * Warm-up runs go on until the last warmupSettleRuns of them agree within
+   * warmupSettlePct (highest over lowest msgs/s, in percent)... A system whose per-message
+   * work is JavaScript compiles it during the first runs (its rate climbed 1.4-2.6x from
+   * the first quick run to the third, December 2026), while a native path such as
+   * MessagePort's is steady from the start.
    */
+  readonly warmupSettleRuns: number;
   readonly warmupSettlePct: number;
-  /** ...or until warm-up has taken this long. */
+  /** ...or until warm-up has taken this long (manyWorkersWarmupMaxMs for many threads). */
   readonly warmupMaxMs: number;
   readonly runs: number;
   readonly warmupWindowMs: number;
@@ -115,6 +117,11 @@ export interface Tunables {
    * up (its runs climbed 3-5x over the first second), while MessagePort's native path is not.
    */
   readonly manyWorkersWarmupWindowMs: number;
+  /**
+   * 129 isolates on 2 cores take seconds to compile their hot paths: pairs-64 climbed from
+   * 0.19 to 2.2 M/s over ten quick runs after the 1 s warm-up window (December 2026).
+   */
+  readonly manyWorkersWarmupMaxMs: number;
   /** Idle endpoints created per idle-peer-memory run. */
   readonly idlePeers: number;
   /** Covers spawning up to 128 hosts, which takes 3 s idle but 15 s on a loaded 2-core box. */
@@ -126,14 +133,16 @@ export interface Tunables {
 
 export const QUICK_TUNABLES: Tunables = {
   warmupRuns: 1,
-  warmupSettlePct: 10,
-  warmupMaxMs: 1_200,
+  warmupSettleRuns: 3,
+  warmupSettlePct: 15,
+  warmupMaxMs: 1_500,
   runs: 3,
   warmupWindowMs: 60,
   rampMs: 20,
   windowMs: 100,
   manyWorkersRampMs: 50,
   manyWorkersWarmupWindowMs: 1_000,
+  manyWorkersWarmupMaxMs: 6_000,
   idlePeers: 2_000,
   setupTimeoutMs: 60_000,
   closeTimeoutMs: 5_000,
@@ -142,7 +151,8 @@ export const QUICK_TUNABLES: Tunables = {
 
 export const FULL_TUNABLES: Tunables = {
   warmupRuns: 1,
-  warmupSettlePct: 10,
+  warmupSettleRuns: 3,
+  warmupSettlePct: 15,
   warmupMaxMs: 5_000,
   runs: 5,
   warmupWindowMs: 300,
@@ -150,6 +160,7 @@ export const FULL_TUNABLES: Tunables = {
   windowMs: 1_000,
   manyWorkersRampMs: 300,
   manyWorkersWarmupWindowMs: 1_000,
+  manyWorkersWarmupMaxMs: 15_000,
   idlePeers: 10_000,
   setupTimeoutMs: 90_000,
   closeTimeoutMs: 10_000,
@@ -219,16 +230,21 @@ export function percentilesUs(samplesNs: readonly Uint32Array[]): Percentiles | 
 // ---------------------------------------------------------------------------
 // measure(): one (workload, system) row.
 
-export function runParamsFor(workload: WorkloadName, t: Tunables, warmup: boolean): RunParams {
+/** `first`: the first warm-up run (the long one of the many-thread workloads). */
+export function runParamsFor(workload: WorkloadName, t: Tunables, warmup: boolean, first = false): RunParams {
   const many = MANY_WORKER_WORKLOADS.has(workload);
   const rampMs = many ? t.manyWorkersRampMs : t.rampMs;
-  const windowMs = !warmup ? t.windowMs : many ? t.manyWorkersWarmupWindowMs : t.warmupWindowMs;
+  // Later warm-up runs of many threads are as long as measured ones: shorter ones are too noisy to settle.
+  const windowMs = !warmup ? t.windowMs : !many ? t.warmupWindowMs : first ? t.manyWorkersWarmupWindowMs : t.windowMs;
   return { warmup, rampMs, windowMs, timeoutMs: rampMs + windowMs + t.runSlackMs };
 }
 
-/** True when `rate` is within `pct` percent of the previous warm-up run's. */
-function settled(previous: number | null, rate: number, pct: number): boolean {
-  return previous !== null && previous > 0 && (Math.abs(rate - previous) / previous) * 100 <= pct;
+/** True when the last `n` rates agree within `pct` percent (highest over lowest). */
+function settled(rates: readonly number[], n: number, pct: number): boolean {
+  if (rates.length < n) return false;
+  const last = rates.slice(-n);
+  const lo = Math.min(...last);
+  return lo > 0 && (Math.max(...last) / lo - 1) * 100 <= pct;
 }
 
 function errorText(e: unknown): string {
@@ -257,15 +273,16 @@ export async function measure(system: BenchSystem, workload: WorkloadName, ctx: 
     });
     phase('setup');
     const warmStart = performance.now();
-    let previous: number | null = null;
+    const maxMs = MANY_WORKER_WORKLOADS.has(workload) ? t.manyWorkersWarmupMaxMs : t.warmupMaxMs;
+    const rates: number[] = [];
     for (;;) {
-      const p = runParamsFor(workload, t, true);
+      const p = runParamsFor(workload, t, true, warmupRuns === 0);
       const rate = (await withTimeout(session.run(p), p.timeoutMs, 'warm-up run')).msgsPerSec;
       warmupRuns++;
       phase('warm-up');
-      if (warmupRuns >= t.warmupRuns && (rate === null || settled(previous, rate, t.warmupSettlePct)
-        || performance.now() - warmStart >= t.warmupMaxMs)) break;
-      previous = rate;
+      if (rate !== null) rates.push(rate);
+      if (warmupRuns >= t.warmupRuns && (rate === null || settled(rates, t.warmupSettleRuns, t.warmupSettlePct)
+        || performance.now() - warmStart >= maxMs)) break;
     }
     for (let i = 0; i < t.runs; i++) {
       const p = runParamsFor(workload, t, false);

@@ -30,7 +30,7 @@ export function resultsPage(results: readonly Result[], run: { quick: boolean; t
   }
   const t = run.tunables;
   return htmlPage('threadbus vs. the alternatives', [
-    `<p>${run.quick ? 'Quick' : 'Full'} run: ${t.runs} runs of ${t.windowMs} ms after warm-up runs until two agree within ${t.warmupSettlePct} % (at most ${t.warmupMaxMs} ms; each row's <code>warmupRuns</code> says how many), medians; ${run.totalSeconds.toFixed(0)} s in all. Spread = (max - min) / median of the runs.</p>`,
+    `<p>${run.quick ? 'Quick' : 'Full'} run: ${t.runs} runs of ${t.windowMs} ms after warm-up runs until ${t.warmupSettleRuns} in a row agree within ${t.warmupSettlePct} % (at most ${t.warmupMaxMs} ms, ${t.manyWorkersWarmupMaxMs} ms for many threads; each row's <code>warmupRuns</code> says how many), medians; ${run.totalSeconds.toFixed(0)} s in all. Spread = (max - min) / median of the runs.</p>`,
     '<h2>Machine</h2>', htmlTable(['machine', ''], machineRows(machine())),
     '<h2>Results</h2>', htmlTable(['workload', 'system', 'msgs/s', 'p50 us', 'p99 us', 'p99.9 us', 'bytes/peer', 'spread'], rows),
     '<h2>Runs</h2>', '<div class="plots">', ...plots, '</div>',
