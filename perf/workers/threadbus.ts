@@ -1,7 +1,7 @@
 // Worker roles for the "threadbus" system: each role opens its own Peer from a
 // ticket and moves messages through the bus (sender -> coordinator -> receiver).
 // Senders use post() (no promise per message; backpressure blocks while the
-// OUT ring is full) and flush() every POST_WINDOW posts: messages the quota
+// OUT ring is full) and flush() every postWindow posts: messages the quota
 // refused (EDQUOT: the receiver is behind) are posted again; receivers use
 // tryRecv()/recvSync() and verify every payload in place before release().
 // Roles block their host thread while running and watch the control block.
@@ -39,6 +39,8 @@ export interface TbStreamSenderData extends StreamSenderCommon {
   readonly dests: number[];
   /** 'post': post() in windows and flush(); 'send': plain await send(), SEND_IN_FLIGHT at once. */
   readonly mode: 'post' | 'send';
+  /** Posts between two flush() calls (perf/systems/threadbus.ts postWindow). */
+  readonly postWindow: number;
 }
 
 export interface TbIdlePeersData {
@@ -71,8 +73,6 @@ async function checkVerdicts(peer: Peer): Promise<void> {
   }
 }
 
-/** Posts between two flush() calls: the window a refusal can rewind. */
-const POST_WINDOW = 32768;
 /** Pause after a refusal (EDQUOT: the receiver is behind) before posting again. */
 const BACKOFF_MS = 1;
 
@@ -147,6 +147,7 @@ const streamSender: RoleFactory = (d: TbStreamSenderData): Role => {
   const to: number | number[] = d.dests.length === 1 ? d.dests[0]! : d.dests;
   const mask = d.latencyEvery - 1;
   const stampLatency = d.latencyEvery > 0;
+  const window = d.postWindow;
   let seq = 0;
   return {
     async call(cmd: RoleCall): Promise<SenderResult> {
@@ -155,7 +156,7 @@ const streamSender: RoleFactory = (d: TbStreamSenderData): Role => {
       for (;;) {
         const stop = Atomics.load(i32, STOP) !== 0;
         let posted = 0;
-        while (!stop && posted < POST_WINDOW && Atomics.load(i32, STOP) === 0) {
+        while (!stop && posted < window && Atomics.load(i32, STOP) === 0) {
           stamp(msg, 0, len, seq, src, stampLatency && (seq & mask) === 0 ? nowMs() : NaN);
           peer.post(to, msg);
           seq = (seq + 1) >>> 0;
