@@ -332,7 +332,11 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   // ---- receive --------------------------------------------------------------------------
 
-  /** The next message or notification, or undefined when none is queued. */
+  /**
+   * The next message or notification, or undefined when none is queued. Never waits: a
+   * message whose pool segment has not reached this thread yet (right after open, while
+   * Node's main thread is busy: src/peer/pool-map.ts) counts as not queued yet.
+   */
   tryRecv(): Message | undefined {
     const link = this.#link;
     if (link.closed || Atomics.load(link.ctl, CTL_STATE) !== STATE_OPEN || link.coordinatorGone) {
@@ -354,6 +358,10 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       const m = this.tryRecv();
       if (m !== undefined) return m;
       if (signal?.aborted) throw signal.reason;
+      if (this.#inbox.segmentLate) {
+        await this.#inbox.napAsync();
+        continue;
+      }
       const since = performance.now();
       if (this.#inbox.spin(seen)) continue;
       await this.#inbox.sleepHead(seen, signal, since);
@@ -381,7 +389,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       const now = performance.now();
       const left = deadline - now;
       if (left <= 0) return undefined;
-      this.#inbox.waitSync(seen, now, Math.min(left, WAIT_CHUNK_MS));
+      if (this.#inbox.segmentLate) this.#inbox.napSync(left);
+      else this.#inbox.waitSync(seen, now, Math.min(left, WAIT_CHUNK_MS));
     }
   }
 

@@ -16,6 +16,10 @@ import { TestBus, within } from './helpers/remote-peer.js';
 import { Remote, nodeOf } from './fixtures/api-remote.js';
 import { receiveSizes, type Checked } from './fixtures/segments-peer-lib.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../shared/layout.js';
+import { Worker } from 'node:worker_threads';
+import { once } from 'node:events';
+/** test/fixtures/late-segment-peer.ts sets flags[LET_GO] when the main thread may go on. */
+const LET_GO = 0;
 
 const test = anyTest.serial as TestFn;
 
@@ -136,6 +140,32 @@ test('segments made while the receiver was not opened yet reach it when it opens
   const got = await receive(r, sizes, 11, 'sync');
   t.deepEqual([got.bad, got.stale], [[], []]);
   t.true(got.buffers >= 10, `2000 kept messages came from ${got.buffers} segments, all made before the receiver opened`);
+});
+
+test('a message whose pool segment is late blocks neither tryRecv() nor the event loop of an async recv(), and arrives once the segment does', async (t) => {
+  const tb = await TestBus.start(t);
+  const rx = await tb.bus.createPeer({ uid: 3161 });
+  const tx = await tb.bus.createPeer({ uid: 3162 });
+  const to = await tb.bus.transferHandle(rx, await tb.bus.createNode(rx), tx);
+  const flags = new Int32Array(new SharedArrayBuffer(16));
+  const sizes = mixed(400);
+  const w = new Worker(new URL('./fixtures/late-segment-peer.js', import.meta.url), {
+    workerData: { rx, tx, to, flags, sizes, seed: 41 }, transferList: [...rx.transfer, ...tx.transfer],
+  });
+  t.teardown(() => w.terminate());
+  const report = once(w, 'message');
+  // Block this (Node's main) thread until the worker lets it go: the worker's watch, which
+  // Node routes through this thread, waits meanwhile, and so do the receiver's new segments.
+  const blocked = Atomics.wait(flags, LET_GO, 0, 30_000);
+  t.not(blocked, 'timed-out', 'the worker let the main thread go');
+  const [r] = (await within(CALL_MS, report, 'the worker\'s report')) as [Record<string, unknown>];
+  t.true(r.ok, String(r.error));
+  t.true((r.beforeLetGo as number) < sizes.length, `${r.beforeLetGo} of ${sizes.length} messages came before a late segment`);
+  t.is(r.receivedWhileLate, r.beforeLetGo, 'nothing past the late segment arrived while it was late');
+  t.true((r.tryRecvMs as number) < 1000, `tryRecv() returned after ${(r.tryRecvMs as number).toFixed(1)} ms with the segment late`);
+  t.true((r.ticksWhileLate as number) >= 5, `a 1 ms interval ticked ${r.ticksWhileLate} times in 50 ms while recv() waited for the segment`);
+  t.is(r.received, sizes.length);
+  t.deepEqual(r.bad, []);
 });
 
 test('two peers opened in one thread each get their own segments through the thread\'s one watch', async (t) => {

@@ -116,6 +116,11 @@ export class Inbox implements SliceOwner {
         const nh = (word >>> DESC_NHANDLES_SHIFT) & DESC_NHANDLES_MASK;
         const pool = this.#pool;
         const seg = pool.segmentAt(offset);
+        if (seg === null) {
+          // Its segment is late (pool-map.ts): the message stays queued, and the caller waits as it may.
+          this.flushReleases();
+          return undefined;
+        }
         const byte = offset + seg.delta;
         let handles: HandleId[] | null = null;
         if (nh > 0) {
@@ -151,8 +156,24 @@ export class Inbox implements SliceOwner {
     }
   }
 
-  /** Spin first, as recv() does (a reply often lands within microseconds), then sleepHead(). */
+  /** True when the next message is queued but its pool segment has not come yet (recvRing returned undefined for it). */
+  get segmentLate(): boolean {
+    return this.#pool.late;
+  }
+
+  /** Wait a little for a late segment, blocking (at most `ms`, 1 ms at most). */
+  napSync(ms: number): void {
+    this.#pool.napSync(ms);
+  }
+
+  /** Wait a little for a late segment on the event loop. */
+  napAsync(): Promise<void> {
+    return this.#pool.napAsync();
+  }
+
+  /** Spin first, as recv() does (a reply often lands within microseconds), then sleepHead(); a late segment is waited for on the event loop. */
   waitHead(seen: number): Promise<void> {
+    if (this.#pool.late) return this.#pool.napAsync();
     const since = performance.now();
     return this.spin(seen) ? Promise.resolve() : this.sleepHead(seen, undefined, since);
   }

@@ -10,7 +10,12 @@
  * an address not mapped yet, its segment is usually queued on the port already, and
  * receiveMessageOnPort takes it synchronously: in recvSync, in an async recv, in a
  * worker or in the main thread alike. Right after the peer opened, the coordinator may
- * not know this thread yet; the segment then comes a little later, and #takeOne waits.
+ * not know this thread yet (the thread's watch travels through Node's main thread,
+ * src/peer/watch.ts); the segment then comes later. segmentAt() never waits for it: it
+ * says the segment is late (null), and the caller waits as its kind of receive may:
+ * recvSync() in short blocking naps (napSync), recv() and the everyday layer on the event
+ * loop (napAsync), tryRecv() not at all. A late segment is given up on (ETIMEDOUT) after
+ * SEGMENT_WAIT_MS, or at once if the peer is shut down (ESHUTDOWN).
  *
  * Segments are never unmapped (the coordinator keeps them too), so a Message's view
  * stays valid until it is released, and after. Lookup is by SEGMENT_BYTES granule; a
@@ -50,24 +55,63 @@ export class PoolMap {
   #last: PeerSegment | null = null;
   /** The first segment (the tail of the peer's buffer), made at its first use and kept. */
   #firstSeg: PeerSegment | null = null;
+  /** When a segment was first found late (performance.now()), or -1: none is late. */
+  #lateSince = -1;
 
   constructor(link: PeerLink, firstOffset: number) {
     this.#link = link;
     this.#firstOffset = firstOffset;
   }
 
-  /** The segment holding pool address `address`, taking newly posted segments off the port if needed. */
-  segmentAt(address: number): PeerSegment {
+  /**
+   * The segment holding pool address `address`, taking newly posted segments off the port
+   * if needed; null when it has not come yet (late: see the top of this file). Throws
+   * ESHUTDOWN, or ETIMEDOUT once a segment has been late for SEGMENT_WAIT_MS.
+   */
+  segmentAt(address: number): PeerSegment | null {
     const g = address >>> SEGMENT_SHIFT;
     if (g === this.#lastGranule) return this.#last!;
     let seg = g === 0 ? this.#first() : this.#byGranule?.get(g);
     while (seg === undefined) {
-      this.#takeOne();
+      if (!this.#takeOne()) return this.#late();
       seg = this.#byGranule!.get(g);
     }
+    this.#lateSince = -1;
     this.#lastGranule = g;
     this.#last = seg;
     return seg;
+  }
+
+  /** True while the last segmentAt() found its segment late. */
+  get late(): boolean {
+    return this.#lateSince >= 0;
+  }
+
+  /** A short blocking nap while a segment is late (recvSync): at most `ms`, and 1 ms at most. */
+  napSync(ms: number): void {
+    Atomics.wait(napping, 0, 0, Math.min(ms, 1));
+  }
+
+  /** The same on the event loop (recv(), the everyday layer): a timer keeps the thread alive meanwhile. */
+  napAsync(): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, 1));
+  }
+
+  #late(): null {
+    const link = this.#link;
+    if (!link.isOpen()) {
+      throw new BusError('ESHUTDOWN', 'recv: a message names a pool segment that never arrived (the coordinator is gone or the peer closed)');
+    }
+    const now = performance.now();
+    if (this.#lateSince < 0) {
+      this.#lateSince = now;
+      // The segment may wait in the coordinator for this thread's watch, which its event loop takes in.
+      link.askControlTurn();
+    } else if (now - this.#lateSince > SEGMENT_WAIT_MS) {
+      this.#lateSince = -1;
+      throw new BusError('ETIMEDOUT', `recv: a message names a pool segment that did not arrive within ${SEGMENT_WAIT_MS} ms`);
+    }
+    return null;
   }
 
   #first(): PeerSegment {
@@ -95,28 +139,13 @@ export class PoolMap {
   }
 
   /**
-   * Map the next segment posted for this peer. It is normally there already; it may still
-   * be with the coordinator if this thread's watch had not reached it when the segment
-   * was made (segment-mail.ts), so wait for it, asking the coordinator for a turn of its
-   * event loop, in short sleeps, bounded by SEGMENT_WAIT_MS and by the peer's state.
+   * Map the next segment posted for this peer, if one is on the port: false when none is.
+   * It is normally there already; it may still be with the coordinator if this thread's
+   * watch had not reached it when the segment was made (segment-mail.ts).
    */
-  #takeOne(): void {
-    const link = this.#link;
-    let m = link.takeSegment();
-    if (m === undefined) {
-      const deadline = performance.now() + SEGMENT_WAIT_MS;
-      link.askControlTurn();
-      while (m === undefined) {
-        if (!link.isOpen()) {
-          throw new BusError('ESHUTDOWN', 'recv: a message names a pool segment that never arrived (the coordinator is gone or the peer closed)');
-        }
-        if (performance.now() > deadline) {
-          throw new BusError('ETIMEDOUT', `recv: a message names a pool segment that did not arrive within ${SEGMENT_WAIT_MS} ms`);
-        }
-        Atomics.wait(napping, 0, 0, 1);
-        m = link.takeSegment();
-      }
-    }
+  #takeOne(): boolean {
+    const m = this.#link.takeSegment();
+    if (m === undefined) return false;
     const address = m.segment;
     const sab = m.sab;
     if (typeof address !== 'number' || !Number.isInteger(address) || address <= 0 || address % SEGMENT_BYTES !== 0
@@ -127,5 +156,6 @@ export class PoolMap {
     const map = this.#byGranule ??= new Map();
     const end = address + sab.byteLength;
     for (let a = address; a < end; a += SEGMENT_BYTES) map.set(a >>> SEGMENT_SHIFT, seg);
+    return true;
   }
 }
