@@ -32,9 +32,8 @@ import { request, type RequestOptions } from './request.js';
 import { subscribe, Topic, type Subscription } from './topic.js';
 import type { SendOptions, MulticastOptions, SendReport, PostReport, QueryResult } from './peer/types.js';
 import { PeerLink, shutdown, invalid, checkHandleId } from './peer/link.js';
-import { Outbox } from './peer/outbox.js';
-import { Acks, K_SEND, K_QUERY, K_VOID, K_PARTIAL, K_BARRIER, WAIT_CHUNK_MS } from './peer/acks.js';
-import { Inbox } from './peer/inbox.js';
+import { K_SEND, K_QUERY, K_VOID, K_PARTIAL, K_BARRIER, WAIT_CHUNK_MS } from './peer/acks.js';
+import { PeerParts } from './peer/parts.js';
 import { watchThread, OPENED_HERE, type ThreadWatch } from './peer/watch.js';
 
 export type { SendOptions, MulticastOptions, SendReport, PostReport, QueryResult };
@@ -70,48 +69,18 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #layerObj: Layer | null = null;
   #coreObj: PeerCore | null = null;
   #link: PeerLink;
-  /**
-   * The send path, the request pump and the receive path (#outbox, #acks, #inbox): made
-   * together at the first use of any of them (#makeParts), so that an opened peer that
-   * idles has only itself and its link (docs/performance.md, idle rows).
-   */
-  #outboxObj: Outbox | null = null;
-  #acksObj: Acks | null = null;
-  #inboxObj: Inbox | null = null;
+  /** The send path, the request pump and the receive path, made at their first use (src/peer/parts.ts). */
+  readonly #parts: PeerParts;
 
   private constructor(ticket: PeerTicket, handles: Readonly<Record<string, HandleId>>, watch: ThreadWatch, inI32: Int32Array) {
     this.uid = ticket.uid;
     this.handles = handles;
     this.#link = new PeerLink(ticket, watch, inI32);
+    this.#parts = new PeerParts(this.#link, this, layerOf);
   }
 
   static {
     layerOf = (peer) => (peer as Peer).#layer;
-  }
-
-  #makeParts(): void {
-    const link = this.#link;
-    // The link holds the ticket's layout numbers the parts need.
-    const outbox = this.#outboxObj = new Outbox(link, link);
-    const acks = this.#acksObj = new Acks(link, link, outbox);
-    const inbox = this.#inboxObj = new Inbox(link, outbox, this, layerOf);
-    outbox.acks = acks;
-    outbox.releases = inbox;
-  }
-
-  get #outbox(): Outbox {
-    if (this.#outboxObj === null) this.#makeParts();
-    return this.#outboxObj!;
-  }
-
-  get #acks(): Acks {
-    if (this.#acksObj === null) this.#makeParts();
-    return this.#acksObj!;
-  }
-
-  get #inbox(): Inbox {
-    if (this.#inboxObj === null) this.#makeParts();
-    return this.#inboxObj!;
   }
 
   get #layer(): Layer {
@@ -159,19 +128,19 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   /** A new node owned by this peer; returns this peer's handle id for it. */
   createNode(): HandleId {
-    return this.#acks.syncRequest('createNode', OP_CREATE_NODE, 0);
+    return this.#parts.acks.syncRequest('createNode', OP_CREATE_NODE, 0);
   }
 
   /** Drop one reference to a handle (bus1 HANDLE_RELEASE). */
   releaseHandle(h: HandleId): void {
     checkHandleId(h, 'releaseHandle');
-    this.#acks.syncRequest('releaseHandle', OP_RELEASE_HANDLE, h);
+    this.#parts.acks.syncRequest('releaseHandle', OP_RELEASE_HANDLE, h);
   }
 
   /** Destroy nodes this peer owns, in one transaction: every holder gets node-destroy. */
   destroyNodes(nodes: HandleId[]): Promise<void> {
     try {
-      this.#outbox.assertOpen('destroyNodes');
+      this.#parts.outbox.assertOpen('destroyNodes');
       if (!Array.isArray(nodes)) throw invalid('destroyNodes: expects an array of handle ids');
       if (nodes.length > MAX_DESTINATIONS) throw invalid(`destroyNodes: at most ${MAX_DESTINATIONS} nodes at once`);
       const seen = new Set<number>();
@@ -185,8 +154,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       body[0] = reqId;
       body[1] = nodes.length;
       body.set(nodes, 2);
-      this.#outbox.writeRecord(OP_DESTROY_NODES, new Uint8Array(body.buffer));
-      return this.#acks.expect(reqId, K_VOID, 'destroyNodes') as Promise<void>;
+      this.#parts.outbox.writeRecord(OP_DESTROY_NODES, new Uint8Array(body.buffer));
+      return this.#parts.acks.expect(reqId, K_VOID, 'destroyNodes') as Promise<void>;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -195,10 +164,10 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   /** The peer's limits and what remains of them (bus1 PEER_QUERY). */
   query(): Promise<QueryResult> {
     try {
-      this.#outbox.assertOpen('query');
+      this.#parts.outbox.assertOpen('query');
       const reqId = this.#link.takeReq();
-      this.#outbox.writeRecord(OP_QUERY, body2(reqId, 0));
-      return this.#acks.expect(reqId, K_QUERY, 'query') as Promise<QueryResult>;
+      this.#parts.outbox.writeRecord(OP_QUERY, body2(reqId, 0));
+      return this.#parts.acks.expect(reqId, K_QUERY, 'query') as Promise<QueryResult>;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -226,8 +195,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #sendFlags(to: HandleId | HandleId[], data: unknown, handles: HandleId[] | undefined, flags: number): Promise<void | SendReport> {
     try {
       const partial = (flags & SEND_FLAG_PARTIAL) !== 0;
-      const reqId = this.#outbox.writeSend('send', to, data, handles, flags);
-      return this.#acks.expect(reqId, partial ? K_PARTIAL : K_SEND, partial ? (to as HandleId[]).slice() : null) as Promise<void | SendReport>;
+      const reqId = this.#parts.outbox.writeSend('send', to, data, handles, flags);
+      return this.#parts.acks.expect(reqId, partial ? K_PARTIAL : K_SEND, partial ? (to as HandleId[]).slice() : null) as Promise<void | SendReport>;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -254,20 +223,20 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   #makeCore(): PeerCore {
     return {
       send: (to, data, handles, flags) => this.#sendFlags(to, data, handles, flags),
-      recvRing: () => this.#inbox.recvRing(),
+      recvRing: () => this.#parts.inbox.recvRing(),
       headWord: () => Atomics.load(this.#link.desc.ctl, RING_HEAD),
-      sleepHead: (seen) => this.#inbox.waitHead(seen),
+      sleepHead: (seen) => this.#parts.inbox.waitHead(seen),
       createNodeLater: () => {
         const reqId = this.#link.takeReq();
-        this.#outbox.writeRecord(OP_CREATE_NODE, body2(reqId, 0));
-        return this.#acks.expect(reqId, K_SEND, 'createNode') as Promise<HandleId>; // the verdict's detail is the id
+        this.#parts.outbox.writeRecord(OP_CREATE_NODE, body2(reqId, 0));
+        return this.#parts.acks.expect(reqId, K_SEND, 'createNode') as Promise<HandleId>; // the verdict's detail is the id
       },
       wakeHead: () => Atomics.notify(this.#link.desc.ctl, RING_HEAD),
       wakeWord: () => this.#link.ctl,
       isOpen: () => this.isOpen,
-      writeWait: (uid, flags) => this.#outbox.writeRecord(OP_WAIT, new Uint8Array(new Int32Array([0, uid, flags]).buffer)),
+      writeWait: (uid, flags) => this.#parts.outbox.writeRecord(OP_WAIT, new Uint8Array(new Int32Array([0, uid, flags]).buffer)),
       // reqId 0: no verdict and no wait; the record is ordered after everything written before it.
-      releaseLater: (h) => this.#outbox.writeRecord(OP_RELEASE_HANDLE, body2(0, h)),
+      releaseLater: (h) => this.#parts.outbox.writeRecord(OP_RELEASE_HANDLE, body2(0, h)),
     };
   }
 
@@ -278,8 +247,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    */
   post(to: HandleId | HandleId[], data: unknown, opts?: SendOptions): number {
     checkOptions(opts, 'post');
-    const reqId = this.#outbox.writeSend('post', to, data, opts?.handles, SEND_FLAG_STREAM, true);
-    const acks = this.#acks;
+    const reqId = this.#parts.outbox.writeSend('post', to, data, opts?.handles, SEND_FLAG_STREAM, true);
+    const acks = this.#parts.acks;
     acks.lastPost = reqId;
     acks.postsInFlight = true;
     return reqId;
@@ -293,12 +262,12 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    * attempted afresh.
    */
   flush(): Promise<PostReport> {
-    const acks = this.#acks;
+    const acks = this.#parts.acks;
     acks.settle();
     // Refusals from before a shutdown are still reported; after that, like every call, ESHUTDOWN.
     if (!acks.postsInFlight && acks.rejectedPosts.length === 0 && this.isOpen) return Promise.resolve(acks.takeRejected());
     if (!this.isOpen) return acks.rejectedPosts.length > 0 ? Promise.resolve(acks.takeRejected()) : Promise.reject(shutdown('flush'));
-    this.#outbox.writeRecord(OP_RESUME, RESUME_BODY);
+    this.#parts.outbox.writeRecord(OP_RESUME, RESUME_BODY);
     if (!acks.postsInFlight) return Promise.resolve(acks.takeRejected());
     return acks.expect(acks.lastPost, K_BARRIER, 'flush') as Promise<PostReport>;
   }
@@ -311,23 +280,23 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    * ring cannot publish, so every other request fails with EBUSY (releases wait).
    */
   reserve(to: HandleId, bytes: number): Uint8Array {
-    return this.#outbox.reserve(to, bytes);
+    return this.#parts.outbox.reserve(to, bytes);
   }
 
   /** Post the message reserve() opened; returns its id, as post() does. */
   postReserved(): number {
-    const outbox = this.#outbox;
+    const outbox = this.#parts.outbox;
     if (outbox.resAt < 0) throw invalid('postReserved: no message is reserved');
     const reqId = outbox.resReq;
-    this.#acks.lastPost = reqId;
-    this.#acks.postsInFlight = true;
+    this.#parts.acks.lastPost = reqId;
+    this.#parts.acks.postsInFlight = true;
     outbox.endReserved(false);
     return reqId;
   }
 
   /** Give up the message reserve() opened: it becomes a record the coordinator skips. */
   cancelReserved(): void {
-    if (this.#outbox.resAt >= 0) this.#outbox.endReserved(true);
+    if (this.#parts.outbox.resAt >= 0) this.#parts.outbox.endReserved(true);
   }
 
   // ---- receive --------------------------------------------------------------------------
@@ -343,7 +312,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       throw shutdown('recv');
     }
     // Only a layer that exists can have stashed messages.
-    return this.#layerObj?.unstash() ?? this.#inbox.recvRing();
+    return this.#layerObj?.unstash() ?? this.#parts.inbox.recvRing();
   }
 
   /** The next message; waits for one. Rejects with ESHUTDOWN once the peer is closed. */
@@ -358,13 +327,13 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       const m = this.tryRecv();
       if (m !== undefined) return m;
       if (signal?.aborted) throw signal.reason;
-      if (this.#inbox.segmentLate) {
-        await this.#inbox.napAsync();
+      if (this.#parts.inbox.segmentLate) {
+        await this.#parts.inbox.napAsync();
         continue;
       }
       const since = performance.now();
-      if (this.#inbox.spin(seen)) continue;
-      await this.#inbox.sleepHead(seen, signal, since);
+      if (this.#parts.inbox.spin(seen)) continue;
+      await this.#parts.inbox.sleepHead(seen, signal, since);
     }
   }
 
@@ -381,7 +350,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     const deadline = performance.now() + timeoutMs;
     const head = this.#link.desc.ctl;
     // Sends of a burst may owe the coordinator its bell (src/peer/outbox.ts): a reply to them cannot come before it.
-    this.#outbox.ringOwed();
+    this.#parts.outbox.ringOwed();
     for (;;) {
       const seen = Atomics.load(head, RING_HEAD);
       const m = this.tryRecv();
@@ -389,8 +358,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
       const now = performance.now();
       const left = deadline - now;
       if (left <= 0) return undefined;
-      if (this.#inbox.segmentLate) this.#inbox.napSync(left);
-      else this.#inbox.waitSync(seen, now, Math.min(left, WAIT_CHUNK_MS));
+      if (this.#parts.inbox.segmentLate) this.#parts.inbox.napSync(left);
+      else this.#parts.inbox.waitSync(seen, now, Math.min(left, WAIT_CHUNK_MS));
     }
   }
 
@@ -409,7 +378,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
 
   /** @internal SLICE_RELEASE (Message.release() calls the Inbox directly; kept for SliceOwner). */
   releaseSlice(offset: number): void {
-    this.#inbox.releaseSlice(offset);
+    this.#parts.inbox.releaseSlice(offset);
   }
 
   // ---- close --------------------------------------------------------------------------
@@ -417,17 +386,17 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   /** Disconnect: nodes destroyed (holders told), handles released, queue dropped. Later calls: ESHUTDOWN. */
   async close(): Promise<void> {
     if (this.isOpen) this.cancelReserved();
-    this.#outbox.assertOpen('close');
+    this.#parts.outbox.assertOpen('close');
     const reqId = this.#link.takeReq();
-    this.#outbox.writeRecord(OP_CLOSE, body2(reqId, 0));
+    this.#parts.outbox.writeRecord(OP_CLOSE, body2(reqId, 0));
     try {
-      await this.#acks.expect(reqId, K_VOID, 'close');
+      await this.#parts.acks.expect(reqId, K_VOID, 'close');
     } catch (e) {
       // Shut down underneath us: closed all the same.
       if (!(e instanceof BusError && e.code === 'ESHUTDOWN')) throw e;
     } finally {
       const link = this.#link;
-      this.#inbox.releaseSpin();
+      this.#parts.inbox.releaseSpin();
       link.closed = true;
       link.detach();
     }
