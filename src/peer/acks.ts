@@ -39,6 +39,7 @@ import type { PeerTicket } from '../ticket.js';
 import type { PostReport, SendReport } from './types.js';
 import { type PeerLink, shutdown } from './link.js';
 import { type Outbox, SYNC_TIMEOUT_MS } from './outbox.js';
+import { PendingRequests, type Resolve, type Reject } from './pending.js';
 
 /** Sleep chunk of blocking waits; state is re-checked after each. */
 export const WAIT_CHUNK_MS = 100;
@@ -46,8 +47,6 @@ export const WAIT_CHUNK_MS = 100;
 /** What a pending request resolves to (see finish()). */
 export const K_SEND = 1, K_QUERY = 3, K_VOID = 4, K_SYNC = 5, K_PARTIAL = 6, K_BARRIER = 7;
 
-type Resolve = (v: unknown) => void;
-type Reject = (e: unknown) => void;
 
 /** The resolving functions of the promise being made by expect() (capture() sets them). */
 let capturedResolve: Resolve | null = null;
@@ -74,25 +73,12 @@ function after(a: number, b: number): boolean {
   return d !== 0 && d < 0x80000000;
 }
 
-/** Pending-request slots a peer starts with (a power of two; doubled as needed). */
-const PENDING_INITIAL = 16;
-
 export class Acks {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
   readonly #verdicts: SlotRingReader;
-  // Requests waiting for their verdict, in reqId order, as parallel circular arrays (no
-  // object and no array growth per request): entry n is at n & #mask, #head is the front,
-  // #tail the back; both only grow. Capacity doubles when full and never shrinks; it
-  // starts small, since an idle peer pays for it (1024 entries were about 29 KiB a peer).
-  #mask = PENDING_INITIAL - 1;
-  #reqs = new Uint32Array(PENDING_INITIAL);
-  #kinds = new Uint8Array(PENDING_INITIAL);
-  #resolves: Array<Resolve | null> = new Array<Resolve | null>(PENDING_INITIAL).fill(null);
-  #rejects: Array<Reject | null> = new Array<Reject | null>(PENDING_INITIAL).fill(null);
-  #extras: unknown[] = new Array<unknown>(PENDING_INITIAL).fill(null);
-  #head = 0;
-  #tail = 0;
+  /** Requests waiting for their verdict, in reqId order (./pending.ts). */
+  readonly #p = new PendingRequests();
   /** CTL_ACKED as of the last settle(): nothing new to settle until it moves. */
   #settledAck = 0;
   /** Requests pended so far, and their count when the pump was scheduled (did the user act in between?). */
@@ -142,13 +128,7 @@ export class Acks {
   }
 
   #pend(reqId: number, kind: number, resolve: Resolve | null, reject: Reject | null, extra: unknown): void {
-    if (this.#tail - this.#head > this.#mask) this.#grow();
-    const t = this.#tail++ & this.#mask;
-    this.#reqs[t] = reqId;
-    this.#kinds[t] = kind;
-    this.#resolves[t] = resolve;
-    this.#rejects[t] = reject;
-    this.#extras[t] = extra;
+    this.#p.push(reqId, kind, resolve, reject, extra);
     // Settling here rather than in the pump lets a user who keeps sending go on without a
     // pump run (a microtask) per send; the resolutions only queue the user's reactions.
     if (++this.#pended - this.#pendedAtSettle >= SETTLE_EVERY) {
@@ -156,26 +136,6 @@ export class Acks {
       this.settle();
     }
     this.schedulePump();
-  }
-
-  /** Double the pending arrays, keeping the entries in order (the front moves to index 0). */
-  #grow(): void {
-    const n = this.#tail - this.#head, cap = 2 * (this.#mask + 1);
-    const reqs = new Uint32Array(cap), kinds = new Uint8Array(cap);
-    const resolves = new Array<Resolve | null>(cap).fill(null), rejects = new Array<Reject | null>(cap).fill(null);
-    const extras = new Array<unknown>(cap).fill(null);
-    for (let i = 0; i < n; i++) {
-      const from = (this.#head + i) & this.#mask;
-      reqs[i] = this.#reqs[from];
-      kinds[i] = this.#kinds[from];
-      resolves[i] = this.#resolves[from];
-      rejects[i] = this.#rejects[from];
-      extras[i] = this.#extras[from];
-    }
-    this.#reqs = reqs; this.#kinds = kinds; this.#resolves = resolves; this.#rejects = rejects; this.#extras = extras;
-    this.#mask = cap - 1;
-    this.#head = 0;
-    this.#tail = n;
   }
 
   takeRejected(): PostReport {
@@ -222,11 +182,11 @@ export class Acks {
       const seenAck = Atomics.load(this.#link.ctl, CTL_ACKED);
       const waitSpace = out.backlog.length > 0;
       const seenTail = waitSpace ? Atomics.load(out.out.ctl, RING_TAIL) : 0;
-      const settled = this.#head;
+      const settled = this.#p.head;
       this.#pendedAtSettle = this.#pended;
       this.settle();
-      if ((!waitSpace || out.flushBacklog()) && this.#head === this.#tail) return;
-      if (this.#head !== settled) {
+      if ((!waitSpace || out.flushBacklog()) && this.#p.head === this.#p.tail) return;
+      if (this.#p.head !== settled) {
         this.#pumpLater();
         return;
       }
@@ -276,11 +236,11 @@ export class Acks {
       const vreq = v.i32[at + V_REQ] >>> 0;
       if (after(vreq, acked)) break;
       // Entries before this verdict had none: they succeeded.
-      while (this.#head !== this.#tail && after(vreq, this.#reqs[this.#head & this.#mask])) this.#finishHead();
-      const h = this.#head & this.#mask;
-      const owned = this.#head !== this.#tail && this.#reqs[h] === vreq && this.#kinds[h] !== K_BARRIER;
-      const kind = owned ? this.#kinds[h] : 0;
-      const extra = owned ? this.#extras[h] : null;
+      while (this.#p.head !== this.#p.tail && after(vreq, this.#p.reqs[this.#p.head & this.#p.mask])) this.#finishHead();
+      const h = this.#p.head & this.#p.mask;
+      const owned = this.#p.head !== this.#p.tail && this.#p.reqs[h] === vreq && this.#p.kinds[h] !== K_BARRIER;
+      const kind = owned ? this.#p.kinds[h] : 0;
+      const extra = owned ? this.#p.extras[h] : null;
       const code = v.i32[at + V_CODE];
       const f = (at >> 1) + V_VALUES_F64;
       const name = !owned ? 'post' : typeof extra === 'string' ? extra : opName(kind);
@@ -311,15 +271,14 @@ export class Acks {
     // Everything up to `acked` without a verdict succeeded. A plain send with no verdict
     // (the common case) resolves here directly; the front can only have an outcome
     // (#headError and the rest) from a verdict, and the first entry finished takes it.
-    const reqs = this.#reqs, kinds = this.#kinds, resolves = this.#resolves, mask = this.#mask;
-    while (this.#head !== this.#tail) {
-      const h = this.#head & mask;
+    const p = this.#p, reqs = p.reqs, kinds = p.kinds, resolves = p.resolves, mask = p.mask;
+    while (p.head !== p.tail) {
+      const h = p.head & mask;
       if (after(reqs[h], acked)) break;
       if (kinds[h] === K_SEND && this.#headError === null && this.#headValue === undefined) {
-        this.#head++;
+        p.head++;
         const resolve = resolves[h]!;
-        resolves[h] = this.#rejects[h] = null;
-        this.#extras[h] = null;
+        p.clear(h);
         resolve(undefined);
       } else {
         this.#finishHead();
@@ -330,15 +289,14 @@ export class Acks {
 
   /** Settle the front request with its outcome (#headError, #headValue, #headRefused) and move past it. */
   #finishHead(): void {
-    const h = this.#head++ & this.#mask;
+    const h = this.#p.head++ & this.#p.mask;
     const error = this.#headError, value = this.#headValue, refused = this.#headRefused;
     this.#headError = null;
     this.#headValue = undefined;
     this.#headRefused = null;
-    const resolve = this.#resolves[h], reject = this.#rejects[h], extra = this.#extras[h];
-    this.#resolves[h] = this.#rejects[h] = null;
-    this.#extras[h] = null;
-    switch (this.#kinds[h]) {
+    const resolve = this.#p.resolves[h], reject = this.#p.rejects[h], extra = this.#p.extras[h];
+    this.#p.clear(h);
+    switch (this.#p.kinds[h]) {
       case K_SYNC:
         this.#syncDone = true;
         this.#syncError = error;
@@ -367,12 +325,11 @@ export class Acks {
   failAll(): void {
     this.settle();
     const closedByUs = Atomics.load(this.#link.ctl, CTL_STATE) === STATE_CLOSED;
-    while (this.#head !== this.#tail) {
-      const h = this.#head++ & this.#mask;
-      const kind = this.#kinds[h], extra = this.#extras[h];
-      const resolve = this.#resolves[h], reject = this.#rejects[h];
-      this.#resolves[h] = this.#rejects[h] = null;
-      this.#extras[h] = null;
+    while (this.#p.head !== this.#p.tail) {
+      const h = this.#p.head++ & this.#p.mask;
+      const kind = this.#p.kinds[h], extra = this.#p.extras[h];
+      const resolve = this.#p.resolves[h], reject = this.#p.rejects[h];
+      this.#p.clear(h);
       const err = shutdown(typeof extra === 'string' ? extra : opName(kind));
       if (kind === K_SYNC) {
         this.#syncDone = true;
