@@ -93,8 +93,13 @@ export interface FlowControl {
   readonly ackEvery: number;
 }
 
+/** A sender's share of the in-flight budget, in messages (not rounded). */
+export function inFlightShare(shape: StreamShape): number {
+  return IN_FLIGHT_BYTES_PER_RECEIVER / maxFanIn(shape) / shape.payloadBytes;
+}
+
 export function flowControl(shape: StreamShape): FlowControl {
-  const perSender = IN_FLIGHT_BYTES_PER_RECEIVER / maxFanIn(shape) / shape.payloadBytes;
+  const perSender = inFlightShare(shape);
   const windowMsgs = Math.max(MIN_WINDOW_MSGS, Math.min(MAX_WINDOW_MSGS, Math.floor(perSender)));
   return { windowMsgs, ackEvery: Math.max(1, windowMsgs >> 2) };
 }

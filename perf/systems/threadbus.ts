@@ -15,10 +15,9 @@
 
 import { Bus, Peer, type PeerTicket } from '../../src/index.js';
 import {
-  IN_FLIGHT_BYTES_PER_RECEIVER,
   REQREP_PAYLOAD_BYTES,
   STREAM_SHAPES,
-  maxFanIn,
+  inFlightShare,
   hostedReqrep,
   hostedStream,
   idleSession,
@@ -67,8 +66,7 @@ const POST_WINDOW_MIN = 256;
  * 0 msgs/s; with their 256-post share, 1.7-2.3 M/s and no empty run (December 2026).
  */
 function postWindow(workload: StreamWorkload): number {
-  const shape = STREAM_SHAPES[workload];
-  const share = Math.floor(IN_FLIGHT_BYTES_PER_RECEIVER / maxFanIn(shape) / shape.payloadBytes);
+  const share = Math.floor(inFlightShare(STREAM_SHAPES[workload]));
   return Math.max(POST_WINDOW_MIN, Math.min(POST_WINDOW_MAX, share));
 }
 

@@ -165,6 +165,13 @@ class ClassState {
   readonly segments: PoolSegment[] = [];
 }
 
+/** Free slot `i` of class state `c` (reused last-freed first). */
+function freeIn(c: ClassState, i: number): void {
+  c.states[i] = SLOT_FREE;
+  c.charges[i] = 0;
+  c.free.push(i);
+}
+
 export class Pool {
   readonly #g: Geometry;
   /** Per class, made at its first allocation (null: none yet), so that an idle peer's pool costs almost nothing. */
@@ -296,18 +303,12 @@ export class Pool {
     const i = slot & SLOT_INDEX_MASK;
     if (c.states[i] !== SLOT_RECEIVED) return -1;
     const bytes = c.charges[i];
-    c.states[i] = SLOT_FREE;
-    c.charges[i] = 0;
-    c.free.push(i);
+    freeIn(c, i);
     return bytes;
   }
 
   free(slot: number): void {
-    const c = this.#classes![slot >>> SLOT_CLASS_SHIFT]!;
-    const i = slot & SLOT_INDEX_MASK;
-    c.states[i] = SLOT_FREE;
-    c.charges[i] = 0;
-    c.free.push(i);
+    freeIn(this.#classes![slot >>> SLOT_CLASS_SHIFT]!, slot & SLOT_INDEX_MASK);
   }
 
   /** Free every RECEIVED slot (the peer is gone); returns how many and their bytes. */

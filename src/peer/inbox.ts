@@ -36,6 +36,9 @@ import { PoolMap } from './pool-map.js';
 
 const RESOLVED = Promise.resolve();
 
+/** A word nobody writes: Atomics.wait on it is a bounded sleep (allowed in workers and in Node's main thread). */
+const napping = new Int32Array(new SharedArrayBuffer(4));
+
 export class Inbox implements SliceOwner {
   readonly #link: PeerLink;
   readonly #outbox: Outbox;
@@ -163,17 +166,17 @@ export class Inbox implements SliceOwner {
 
   /** Wait a little for a late segment, blocking (at most `ms`, 1 ms at most). */
   napSync(ms: number): void {
-    this.#pool.napSync(ms);
+    Atomics.wait(napping, 0, 0, Math.min(ms, 1));
   }
 
-  /** Wait a little for a late segment on the event loop. */
+  /** The same on the event loop (recv(), the everyday layer): a timer keeps the thread alive meanwhile. */
   napAsync(): Promise<void> {
-    return this.#pool.napAsync();
+    return new Promise((resolve) => setTimeout(resolve, 1));
   }
 
   /** Spin first, as recv() does (a reply often lands within microseconds), then sleepHead(); a late segment is waited for on the event loop. */
   waitHead(seen: number): Promise<void> {
-    if (this.#pool.late) return this.#pool.napAsync();
+    if (this.#pool.late) return this.napAsync();
     const since = performance.now();
     return this.spin(seen) ? Promise.resolve() : this.sleepHead(seen, undefined, since);
   }

@@ -12,9 +12,9 @@
  * worker or in the main thread alike. Right after the peer opened, the coordinator may
  * not know this thread yet (the thread's watch travels through Node's main thread,
  * src/peer/watch.ts); the segment then comes later. segmentAt() never waits for it: it
- * says the segment is late (null), and the caller waits as its kind of receive may:
- * recvSync() in short blocking naps (napSync), recv() and the everyday layer on the event
- * loop (napAsync), tryRecv() not at all. A late segment is given up on (ETIMEDOUT) after
+ * says the segment is late (null), and the caller waits as its kind of receive may
+ * (src/peer/inbox.ts napSync, napAsync): recvSync() in short blocking naps, recv() and the
+ * everyday layer on the event loop, tryRecv() not at all. A late segment is given up on (ETIMEDOUT) after
  * SEGMENT_WAIT_MS, or at once if the peer is shut down (ESHUTDOWN).
  *
  * Segments are never unmapped (the coordinator keeps them too), so a Message's view
@@ -31,8 +31,6 @@ import type { PeerLink } from './link.js';
 
 /** Longest wait for a segment that a descriptor names (a live coordinator posts it within a turn of its loop). */
 const SEGMENT_WAIT_MS = 10_000;
-/** A word nobody writes: Atomics.wait on it is a bounded sleep (allowed in workers and in Node's main thread). */
-const napping = new Int32Array(new SharedArrayBuffer(4));
 
 /** Pool address `a` is byte `a + delta` of `sab` (and of `i32`, in words). */
 export interface PeerSegment {
@@ -85,16 +83,6 @@ export class PoolMap {
   /** True while the last segmentAt() found its segment late. */
   get late(): boolean {
     return this.#lateSince >= 0;
-  }
-
-  /** A short blocking nap while a segment is late (recvSync): at most `ms`, and 1 ms at most. */
-  napSync(ms: number): void {
-    Atomics.wait(napping, 0, 0, Math.min(ms, 1));
-  }
-
-  /** The same on the event loop (recv(), the everyday layer): a timer keeps the thread alive meanwhile. */
-  napAsync(): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, 1));
   }
 
   #late(): null {
