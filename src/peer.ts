@@ -247,11 +247,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
    */
   post(to: HandleId | HandleId[], data: unknown, opts?: SendOptions): number {
     checkOptions(opts, 'post');
-    const reqId = this.#parts.outbox.writeSend('post', to, data, opts?.handles, SEND_FLAG_STREAM, true);
-    const acks = this.#parts.acks;
-    acks.lastPost = reqId;
-    acks.postsInFlight = true;
-    return reqId;
+    // The outbox notes a written post for flush(), or refuses it at once behind a refused one.
+    return this.#parts.outbox.writeSend('post', to, data, opts?.handles, SEND_FLAG_STREAM, true);
   }
 
   /**
@@ -265,11 +262,13 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     const acks = this.#parts.acks;
     acks.settle();
     // Refusals from before a shutdown are still reported; after that, like every call, ESHUTDOWN.
-    if (!acks.postsInFlight && acks.rejectedPosts.length === 0 && this.isOpen) return Promise.resolve(acks.takeRejected());
-    if (!this.isOpen) return acks.rejectedPosts.length > 0 ? Promise.resolve(acks.takeRejected()) : Promise.reject(shutdown('flush'));
+    const posts = acks.posts;
+    if (!posts.inFlight && posts.rejectedCount === 0 && this.isOpen) return Promise.resolve(posts.take());
+    if (!this.isOpen) return posts.rejectedCount > 0 ? Promise.resolve(posts.take()) : Promise.reject(shutdown('flush'));
     this.#parts.outbox.writeRecord(OP_RESUME, RESUME_BODY);
-    if (!acks.postsInFlight) return Promise.resolve(acks.takeRejected());
-    return acks.expect(acks.lastPost, K_BARRIER, 'flush') as Promise<PostReport>;
+    posts.resume();
+    if (!posts.inFlight) return Promise.resolve(posts.take());
+    return acks.expect(posts.lastPost, K_BARRIER, 'flush') as Promise<PostReport>;
   }
 
   /**
@@ -288,8 +287,7 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     const outbox = this.#parts.outbox;
     if (outbox.resAt < 0) throw invalid('postReserved: no message is reserved');
     const reqId = outbox.resReq;
-    this.#parts.acks.lastPost = reqId;
-    this.#parts.acks.postsInFlight = true;
+    this.#parts.acks.notePost(reqId);
     outbox.endReserved(false);
     return reqId;
   }

@@ -11,7 +11,7 @@ async function setup(t: import('ava').ExecutionContext, receiverMessages = 8) {
   const to = await bus.transferHandle(rt, node, st);
   const receiver = Peer.open(rt);
   const call = startPostWorker(t, bus, st, to);
-  return { receiver, call };
+  return { bus, receiver, call };
 }
 
 test('posts refused by the quota are exactly the last ones of the flush window, in order, all with EDQUOT', async (t) => {
@@ -65,5 +65,24 @@ test('after one refused post every later post of the window is refused the same 
   t.deepEqual(got, ['0', '1', '2']);
   // flush() resumed the stream: the next window is attempted afresh.
   const again = await call({ op: 'post', count: 2 });
+  t.deepEqual(again.rejected, []);
+});
+
+test('posts behind a refused one are refused in the sender, without costing the coordinator a turn each, and reported the same way', async (t) => {
+  const { bus, receiver, call } = await setup(t);
+  // Far more than the OUT ring holds: the sender blocks for space, learns of the refusal
+  // meanwhile, and refuses the rest itself.
+  const count = 20_000;
+  const r = await call({ op: 'post', count });
+  t.is(r.posted, count);
+  t.is(r.rejected.length, count - 4);
+  t.true(r.rejected.every((x, i) => x.index === 4 + i && x.code === 'EDQUOT' && x.resource === 'messages' && x.uid === 2),
+    'the refused posts are the last ones, in order, each EDQUOT on uid 2\'s messages');
+  const byCoordinator = (await bus.stats()).byUid[1]!.refused.EDQUOT;
+  t.log(`the coordinator refused ${byCoordinator} of the ${r.rejected.length} posts itself`);
+  t.true(byCoordinator < r.rejected.length, `the coordinator refused ${byCoordinator} of the ${r.rejected.length} posts itself`);
+  // After the flush the stream is judged afresh: once the receiver has read, a repost goes through.
+  for (let m = receiver.tryRecv(); m !== undefined; m = receiver.tryRecv()) m.release();
+  const again = await call({ op: 'post', count: 4 });
   t.deepEqual(again.rejected, []);
 });

@@ -23,8 +23,8 @@
  * in bounded chunks and re-check the peer, so shutdown, disconnection or a dead
  * coordinator surface as ESHUTDOWN, never a hang.
  *
- * Owns: the pending FIFO (circular arrays), the post stream's state (lastPost,
- * postsInFlight, rejected posts), the last synchronous request's outcome.
+ * Owns: the pending requests (./pending.ts), the post stream (./post-stream.ts), the last
+ * synchronous request's outcome.
  */
 
 import {
@@ -33,13 +33,14 @@ import {
 } from '../../shared/layout.js';
 import { SlotRingReader, RING_EMPTY } from '../../shared/ring.js';
 import { SPIN_LOADS, spinWhileEqual, sleepWhileEqual, sleepWhileEqualAsync } from '../../shared/wait.js';
-import { BusError, errorFromWire } from '../errors.js';
+import { BusError } from '../errors.js';
 import type { HandleId } from '../message.js';
 import type { PeerTicket } from '../ticket.js';
-import type { PostReport, SendReport } from './types.js';
+import type { SendReport } from './types.js';
 import { type PeerLink, shutdown } from './link.js';
 import { type Outbox, SYNC_TIMEOUT_MS } from './outbox.js';
-import { PendingRequests, type Resolve, type Reject } from './pending.js';
+import { PendingRequests, after, type Resolve, type Reject } from './pending.js';
+import { PostStream, quietError } from './post-stream.js';
 
 /** Sleep chunk of blocking waits; state is re-checked after each. */
 export const WAIT_CHUNK_MS = 100;
@@ -67,11 +68,6 @@ const SETTLE_EVERY = 64;
 /** Schedules the pump as a plain microtask: queueMicrotask() costs three times as much (an async resource each). */
 const RESOLVED = Promise.resolve();
 
-/** True when request id `a` comes after `b` (u32 ids that wrap). */
-function after(a: number, b: number): boolean {
-  const d = (a - b) >>> 0;
-  return d !== 0 && d < 0x80000000;
-}
 
 export class Acks {
   readonly #link: PeerLink;
@@ -90,10 +86,9 @@ export class Acks {
   #headError: BusError | null = null;
   #headValue: unknown = undefined;
   #headRefused: SendReport['refused'] | null = null;
-  /** reqId of the newest post(), and whether any post may still be unacknowledged. */
-  lastPost = 0;
-  postsInFlight = false;
-  rejectedPosts: Array<{ id: number; error: BusError }> = [];
+  /** The post() stream between two flush() calls (./post-stream.ts). */
+  readonly posts = new PostStream();
+  #postsSinceSettle = 0;
   #pumpScheduled = false;
   #pumpSleeping = false;
   #pumpFn = () => this.#pump();
@@ -138,11 +133,18 @@ export class Acks {
     this.schedulePump();
   }
 
-  takeRejected(): PostReport {
-    const rejected = this.rejectedPosts;
-    this.rejectedPosts = [];
-    return { rejected };
+  /**
+   * A post was written (the id flush() waits for). Every SETTLE_EVERY posts, look at the
+   * verdicts: a refusal seen early spares the coordinator the posts behind it (refusePost).
+   */
+  notePost(reqId: number): void {
+    this.posts.written(reqId);
+    if (++this.#postsSinceSettle >= SETTLE_EVERY) {
+      this.#postsSinceSettle = 0;
+      this.settle();
+    }
   }
+
 
   schedulePump(): void {
     if (!this.#pumpScheduled && !this.#pumpSleeping) {
@@ -246,13 +248,8 @@ export class Acks {
       const name = !owned ? 'post' : typeof extra === 'string' ? extra : opName(kind);
       if (code !== 0) {
         const detail = v.i32[at + V_DETAIL] >>> 0;
-        // A stack captured here would only show this loop, and costs microseconds per
-        // error: a sender far ahead of its receiver can be refused thousands of times.
-        const stackLimit = Error.stackTraceLimit;
-        Error.stackTraceLimit = 0;
-        const err = errorFromWire(name, code, v.i32[at + V_RESOURCE], detail, v.f64[f]);
-        Error.stackTraceLimit = stackLimit;
-        if (!owned) this.rejectedPosts.push({ id: vreq, error: err });
+        const err = quietError(name, code, v.i32[at + V_RESOURCE], detail, v.f64[f]);
+        if (!owned) this.posts.refused(vreq, err, code, v.i32[at + V_RESOURCE], detail, v.f64[f]);
         // A partial send's refusal of one destination is EDQUOT or ESHUTDOWN; any other code refused the whole request.
         else if (kind === K_PARTIAL && (err.code === 'EDQUOT' || err.code === 'ESHUTDOWN')) (this.#headRefused ??= []).push({ destination: detail, error: err });
         else this.#headError = err;
@@ -284,7 +281,7 @@ export class Acks {
         this.#finishHead();
       }
     }
-    if (this.postsInFlight && !after(this.lastPost, acked)) this.postsInFlight = false;
+    this.posts.acked(acked);
   }
 
   /** Settle the front request with its outcome (#headError, #headValue, #headRefused) and move past it. */
@@ -303,7 +300,7 @@ export class Acks {
         this.#syncValue = typeof value === 'number' ? value : 0;
         break;
       case K_BARRIER:
-        resolve!(this.takeRejected());
+        resolve!(this.posts.take());
         break;
       case K_PARTIAL: {
         if (error !== null) {

@@ -56,6 +56,10 @@ export interface OutboxAcks {
   blockForSpace(deadline: number, what: string): void;
   /** Make sure the pump runs: it moves the backlog in as space frees. */
   schedulePump(): void;
+  /** The post() stream: refuse() a post behind a known refusal, as the coordinator would (src/peer/post-stream.ts). */
+  readonly posts: { refuse(reqId: number): boolean };
+  /** A post was written: the id flush() waits for. */
+  notePost(reqId: number): void;
 }
 
 /** What the send path needs of the receive side (src/peer/inbox.ts). */
@@ -293,6 +297,9 @@ export class Outbox {
     // Handles named here (destinations too) may have arrived in messages just received.
     this.#link.publishTail();
     const reqId = this.#link.takeReq();
+    // A post (a stream) behind a refused one: refused here, as the coordinator would, at no cost to it.
+    const post = block && (flags & SEND_FLAG_STREAM) !== 0;
+    if (post && reserveBytes < 0 && this.acks.posts.refuse(reqId)) return reqId;
     let i32: Int32Array, u8: Uint8Array, at: number, buf: Buffer;
     let spill: Uint8Array | null = null;
     let direct = this.backlog.length === 0 ? this.out.reserve(bodyBytes, OP_SEND) : -1;
@@ -337,6 +344,7 @@ export class Outbox {
     } else {
       this.backlog.push({ op: OP_SEND, body: spill.subarray(0, bodyBytes) });
     }
+    if (post) this.acks.notePost(reqId);
     return reqId;
   }
 }

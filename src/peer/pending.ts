@@ -12,6 +12,12 @@
 export type Resolve = (v: unknown) => void;
 export type Reject = (e: unknown) => void;
 
+/** True when request id `a` comes after `b` (u32 ids that wrap). */
+export function after(a: number, b: number): boolean {
+  const d = (a - b) >>> 0;
+  return d !== 0 && d < 0x80000000;
+}
+
 /** Slots a peer starts with (a power of two; doubled as needed). */
 const PENDING_INITIAL = 16;
 
