@@ -8,7 +8,7 @@
  *   0 <= remaining <= max
  *   max = remaining + inflight + committed   (committed: received, not yet released)
  *   inflight = the owner's own in-flight amount + the sum of every foreign share
- *   every value is a safe integer, so Float64Array arithmetic on them is exact
+ *   every value is a safe integer, so double arithmetic on them is exact
  *   sharers(r) = foreign uids whose share of r is nonzero; sharerCount = foreign uids
  *   whose share is nonzero on any resource
  * A mutation that would break one of these throws and changes nothing: that is a
@@ -22,7 +22,7 @@
  * included while it has charges; the vectors cover one resource and cannot tell.)
  *
  * Hot path (check, charge, commit, discharge, release, ChargeSet) allocates nothing once
- * a sending uid has been seen: its share is a preallocated Float64Array(3) kept even when
+ * a sending uid has been seen: its share is a preallocated array of three doubles, kept even when
  * it drops back to zero, so a uid that comes and goes does not churn the heap.
  *
  * Only the coordinator thread owns Ledgers and ChargeSets; nothing here is shared memory.
@@ -58,15 +58,26 @@ function validCounts(m: number, h: number, b: number): boolean {
   return Number.isSafeInteger(m) && Number.isSafeInteger(h) && Number.isSafeInteger(b) && m >= 0 && h >= 0 && b >= 0;
 }
 
-/** A Ledger's five arrays of RESOURCE_COUNT words, in one buffer. */
-const LEDGER_BYTES = 5 * RESOURCE_COUNT * Float64Array.BYTES_PER_ELEMENT;
+/**
+ * One of a Ledger's arrays of RESOURCE_COUNT counts: a plain array of doubles. Every
+ * peer has two ledgers (its own and, with a uid of its own, its user's), so their size is
+ * an idle peer's cost: a plain array is 72 bytes, where a Float64Array is a view, an
+ * ArrayBuffer and a backing store outside the heap that the collector must track (some
+ * 600 bytes a ledger, and the coordinator's scavenges slowed by them while thousands of
+ * peers are created). The literal's 0.5s make its elements doubles from the start, so
+ * every Words array has the same elements kind and the hot paths stay monomorphic.
+ */
+export type Words = number[];
 
-/** The `i`th array of RESOURCE_COUNT words of the buffer that `first` starts. */
-function wordsOf(first: Float64Array, i: number): Float64Array {
-  return new Float64Array(first.buffer, i * RESOURCE_COUNT * Float64Array.BYTES_PER_ELEMENT, RESOURCE_COUNT);
+function words(): Words {
+  const a = [0.5, 0.5, 0.5];
+  a[MESSAGES] = 0;
+  a[HANDLES] = 0;
+  a[BYTES] = 0;
+  return a;
 }
 
-function allZero(a: Float64Array): boolean {
+function allZero(a: Words): boolean {
   return a[MESSAGES] === 0 && a[HANDLES] === 0 && a[BYTES] === 0;
 }
 
@@ -74,35 +85,32 @@ export class Ledger {
   /** The uid whose resources these are; its own sends are limited by remaining only. */
   readonly owner: number;
   readonly rule: QuotaRule;
-  // Five small arrays over one buffer: one allocation per ledger (an idle peer has two).
-  // Made with the constructor (subarray() looks up a species constructor each time, and
-  // needed a sixth view of the whole): creating a peer makes two ledgers. An idle peer's
-  // ledgers use only max and remaining (its node's handle is charged as received); the
-  // other three views are made at their first use, over words that are zero until then.
-  readonly max = new Float64Array(new ArrayBuffer(LEDGER_BYTES), 0, RESOURCE_COUNT);
-  readonly remaining = wordsOf(this.max, 1);
-  #inflight: Float64Array | null = null;
-  #selfInflight: Float64Array | null = null;
-  #sharersByResource: Float64Array | null = null;
+  // An idle peer's ledgers use only max and remaining (its node's handle is charged as
+  // received); the other three arrays are made at their first use, all zero.
+  readonly max = words();
+  readonly remaining = words();
+  #inflight: Words | null = null;
+  #selfInflight: Words | null = null;
+  #sharersByResource: Words | null = null;
 
   /** Everything charged and not yet received, the owner's own sends included. */
-  get inflight(): Float64Array {
-    return this.#inflight ??= wordsOf(this.max, 2);
+  get inflight(): Words {
+    return this.#inflight ??= words();
   }
 
-  private get selfInflight(): Float64Array {
-    return this.#selfInflight ??= wordsOf(this.max, 3);
+  private get selfInflight(): Words {
+    return this.#selfInflight ??= words();
   }
 
-  private get sharersByResource(): Float64Array {
-    return this.#sharersByResource ??= wordsOf(this.max, 4);
+  private get sharersByResource(): Words {
+    return this.#sharersByResource ??= words();
   }
 
   /** Made at the first foreign charge: an idle peer's ledger has none. */
-  private shareBySender: Map<number, Float64Array> | null = null;
+  private shareBySender: Map<number, Words> | null = null;
   // One-entry cache of shareBySender: a burst of sends usually comes from one uid.
   private lastSender = -1;
-  private lastShare: Float64Array | undefined = undefined;
+  private lastShare: Words | undefined = undefined;
   private sharersAny = 0;
   /** Bumped whenever something is given back (receipt, discharge, release): waiting sends watch it (waiters.ts). */
   giveBacks = 0;
@@ -125,7 +133,7 @@ export class Ledger {
   }
 
   /** Live view of `uid`'s in-flight share (may be all zeros); undefined for the owner and for uids never seen. Do not mutate. */
-  shareOf(uid: number): Float64Array | undefined {
+  shareOf(uid: number): Words | undefined {
     return this.shareBySender?.get(uid);
   }
 
@@ -140,7 +148,7 @@ export class Ledger {
   }
 
   /** Nonzero shares, as live views; for introspection only (allocates). */
-  *shares(): IterableIterator<[number, Float64Array]> {
+  *shares(): IterableIterator<[number, Words]> {
     if (this.shareBySender === null) return;
     for (const entry of this.shareBySender) {
       if (!allZero(entry[1])) yield entry;
@@ -201,7 +209,7 @@ export class Ledger {
     } else {
       let share = this.lookupShare(sender);
       if (share === undefined) {
-        share = new Float64Array(RESOURCE_COUNT);
+        share = words();
         (this.shareBySender ??= new Map()).set(sender, share);
         this.lastSender = sender;
         this.lastShare = share;
@@ -269,7 +277,7 @@ export class Ledger {
     subtractFrom(rem, m, h, b);
   }
 
-  private lookupShare(sender: number): Float64Array | undefined {
+  private lookupShare(sender: number): Words | undefined {
     if (sender === this.lastSender) return this.lastShare;
     const share = this.shareBySender?.get(sender);
     // Only found entries are cached: entries are never deleted, so a hit stays valid.
@@ -280,7 +288,7 @@ export class Ledger {
     return share;
   }
 
-  private allows(share: Float64Array | undefined, r: number, amount: number): boolean {
+  private allows(share: Words | undefined, r: number, amount: number): boolean {
     const s = share === undefined ? 0 : share[r];
     // n counts this sender too; a sender without a share of r would join the sharers
     const n = this.sharersByResource[r] + (s === 0 ? 1 : 0);
@@ -332,7 +340,7 @@ export class Ledger {
 
 
 
-  private requireWithin(op: string, sender: number, held: Float64Array, m: number, h: number, b: number): void {
+  private requireWithin(op: string, sender: number, held: Words, m: number, h: number, b: number): void {
     for (let r = 0; r < RESOURCE_COUNT; r++) {
       const amount = r === MESSAGES ? m : r === HANDLES ? h : b;
       if (amount > held[r]) {
@@ -342,13 +350,13 @@ export class Ledger {
   }
 }
 
-function addInto(a: Float64Array, m: number, h: number, b: number): void {
+function addInto(a: Words, m: number, h: number, b: number): void {
   a[MESSAGES] += m;
   a[HANDLES] += h;
   a[BYTES] += b;
 }
 
-function subtractFrom(a: Float64Array, m: number, h: number, b: number): void {
+function subtractFrom(a: Words, m: number, h: number, b: number): void {
   a[MESSAGES] -= m;
   a[HANDLES] -= h;
   a[BYTES] -= b;
