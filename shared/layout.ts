@@ -1,15 +1,20 @@
 /*
  * Memory layouts and wire formats, in one place. Both sides of every ring import this.
  *
- * Each peer owns one SharedArrayBuffer, and the pool segments made for it, and sees no
- * other peer's memory. The buffer has two regions, OUT and IN, and the words that an
- * idle peer writes (its control block, its OUT ring header) share its first page, so
- * that an idle peer costs one backing store and one touched page:
+ * Each peer owns two SharedArrayBuffers, and the pool segments made for it, and sees no
+ * other peer's memory. Its CONTROL BLOCK (CONTROL_BYTES, below) is a buffer of its own:
+ * small and of fixed size, so V8 takes it from the allocator's heap rather than mapping
+ * pages for it. Its other buffer has two regions, OUT and IN, reserved address space
+ * whose pages cost memory only once written. Nothing writes them while the peer idles:
+ * the coordinator does not raise a new peer's OUT flag (its first publish rings anyway:
+ * src/coordinator/bells.ts assignBell), and the words written at creation and at open
+ * (CTL_BELL, CTL_OPENED) are in the control block. An idle peer that waits in recv()
+ * writes its descriptor ring's sleeping flag, and so touches that header's page.
  *
- *   +-----------+--------------------+-------------------------------+
- *   | control   | OUT ring header    | OUT ring data                 |  ...
- *   | 256 B     | 256 B              | framed request records        |
- *   +-----------+--------------------+-------------------------------+
+ *   +--------------------+-------------------------------+
+ *   | OUT ring header    | OUT ring data                 |  ...
+ *   | 256 B              | framed request records        |
+ *   +--------------------+-------------------------------+
  *     ... +----------------+---------------------+--------------------+-------------+------------+
  *         | verdict ring   | verdict slots       | descriptor ring    | descriptor  | first pool |
  *         | header 256 B   | VERDICT_SLOTS x 64B | header 256 B       | slots x 32B | segment    |
@@ -90,7 +95,7 @@ export const TAG_MASK = 0xff000000 | 0;
 export const WAIT_FRONT = 1;
 export const WAIT_CANCEL = 2;
 
-// ---- IN control block (Int32 indices) --------------------------------------------------
+// ---- Control block (its own buffer, CONTROL_BYTES; Int32 indices) ------------------------
 export const CTL_STATE = 0;          // PeerState, written by the coordinator (and by close())
 export const CTL_OPENED = 1;         // 0 until Peer.open() claims the ticket (CAS)
 export const CTL_REASON = 2;         // why the coordinator disconnected the peer (DisconnectReason)
@@ -215,7 +220,7 @@ export interface PeerLayout {
 
 /** The peer's buffer (drawn at the top). `poolBytes`: the first pool segment's (src/coordinator/pool.ts firstSegmentBytes). */
 export function peerLayout(ringBytes: number, descSlots: number, poolBytes: number): PeerLayout {
-  const outOffset = CONTROL_BYTES;
+  const outOffset = 0;
   const verdictOffset = outOffset + RING_HEADER_BYTES + ringBytes;
   const descriptorOffset = verdictOffset + RING_HEADER_BYTES + VERDICT_SLOTS * VERDICT_SLOT_BYTES;
   const poolOffset = descriptorOffset + RING_HEADER_BYTES + descSlots * DESC_SLOT_BYTES;

@@ -247,14 +247,14 @@ export class Bus {
     const uid = checkUid(opts.uid, 'createPeer');
     const limits = checkLimits(opts.limits, 'createPeer limits');
     const name = typeof opts.name === 'string' ? opts.name : undefined;
-    const [peerId, inSab, descriptorSlots, messages, handles, bytes] =
+    const [peerId, inSab, ctlSab, descriptorSlots, messages, handles, bytes] =
       await this.#call<PeerCreatedWire>({ op: 'createPeer', uid, limits, name }, 'createPeer');
     const layout = peerLayout(this.#outRingBytes, descriptorSlots, 0);
     // Peers found gone: start a collection that frees their buffers, without which this
     // thread could keep them mapped for hours (src/memory-weight.ts).
-    if (this.#peers.add(inSab, layout.descriptorOffset, layout.outOffset) > 0) weighForCollection(inSab);
+    if (this.#peers.add(inSab, ctlSab, layout.descriptorOffset, layout.outOffset) > 0) weighForCollection(inSab);
     const ticket = Object.defineProperties({
-      kind: 'threadbus.ticket', peerId, uid, limits: { messages, handles, bytes }, inSab,
+      kind: 'threadbus.ticket', peerId, uid, limits: { messages, handles, bytes }, inSab, ctlSab,
       doorbell: this.#doorbellSab!, outOffset: layout.outOffset, outRingBytes: this.#outRingBytes,
       verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset, descriptorSlots,
       maxMessageBytes: this.#maxMessageBytes, busThread: this.#busThread,

@@ -46,13 +46,13 @@ export interface ControlStarted {
 }
 
 /**
- * createPeer's reply as it travels: [peerId, buffer, descriptorSlots, messages, handles,
- * bytes]. What every peer shares is in ControlStarted, and the owner works the layout
+ * createPeer's reply as it travels: [peerId, buffer, control block, descriptorSlots,
+ * messages, handles, bytes]. What every peer shares is in ControlStarted, and the owner works the layout
  * out from the sizes (shared/layout.ts peerLayout): an array of six clones in about a
  * quarter of the time of the whole PeerCreated object (1 against 4 us, measured).
  */
-export type PeerCreatedWire = [number, SharedArrayBuffer, number, number, number, number];
+export type PeerCreatedWire = [number, SharedArrayBuffer, SharedArrayBuffer, number, number, number, number];
 
 export function peerCreatedWire(c: PeerCreated): PeerCreatedWire {
-  return [c.peerId, c.inSab, c.descriptorSlots, c.limits.messages, c.limits.handles, c.limits.bytes];
+  return [c.peerId, c.inSab, c.ctlSab, c.descriptorSlots, c.limits.messages, c.limits.handles, c.limits.bytes];
 }

@@ -13,7 +13,7 @@
  *     peer can forge anything there, so "the coordinator is dead" may not live there;
  *   - entries whose peer is no longer open are pruned as new ones are added, so the list
  *     stays bounded by the live peers (amortised: a pass when it has doubled);
- *   - an entry is the peer's two buffers, nothing more: the views are made only when they
+ *   - an entry is the peer's buffers and two offsets, nothing more: the views are made only when they
  *     are used (pruning, shutDownAll), since three typed arrays per peer cost the owner
  *     memory and collection time for every peer it mints.
  */
@@ -24,19 +24,20 @@ import {
 
 interface PeerBuffers {
   inSab: SharedArrayBuffer;
+  ctlSab: SharedArrayBuffer;
   descriptorOffset: number;
   outOffset: number;
 }
 
-const ctlOf = (p: PeerBuffers) => new Int32Array(p.inSab, 0, 64);
+const ctlOf = (p: PeerBuffers) => new Int32Array(p.ctlSab);
 
 export class PeerRegistry {
   #peers: PeerBuffers[] = [];
   #pruneAt = 16;
 
   /** Remember a new peer; returns how many peers that are gone this call dropped from the list. */
-  add(inSab: SharedArrayBuffer, descriptorOffset: number, outOffset: number): number {
-    this.#peers.push({ inSab, descriptorOffset, outOffset });
+  add(inSab: SharedArrayBuffer, ctlSab: SharedArrayBuffer, descriptorOffset: number, outOffset: number): number {
+    this.#peers.push({ inSab, ctlSab, descriptorOffset, outOffset });
     if (this.#peers.length < this.#pruneAt) return 0;
     const before = this.#peers.length;
     this.#peers = this.#peers.filter((p) => Atomics.load(ctlOf(p), CTL_STATE) === STATE_OPEN);

@@ -72,10 +72,10 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
   /** The send path, the request pump and the receive path, made at their first use (src/peer/parts.ts). */
   readonly #parts: PeerParts;
 
-  private constructor(ticket: PeerTicket, handles: Readonly<Record<string, HandleId>>, watch: ThreadWatch, inI32: Int32Array) {
+  private constructor(ticket: PeerTicket, handles: Readonly<Record<string, HandleId>>, watch: ThreadWatch, ctl: Int32Array) {
     this.uid = ticket.uid;
     this.handles = handles;
-    this.#link = new PeerLink(ticket, watch, inI32);
+    this.#link = new PeerLink(ticket, watch, ctl);
     this.#parts = new PeerParts(this.#link, this, layerOf);
   }
 
@@ -99,8 +99,8 @@ export class Peer implements AsyncIterable<Message>, SliceOwner {
     let handles: Readonly<Record<string, HandleId>> = NO_NAMES;
     if (ticket === undefined) ({ ticket, handles } = takeSpawnedTicket());
     checkTicket(ticket, 'Peer.open');
-    // The whole buffer as Int32, kept by the peer's link (its control block starts the buffer).
-    const ctl = new Int32Array(ticket.inSab, 0, ticket.inSab.byteLength >> 2);
+    // The control block, kept by the peer's link.
+    const ctl = new Int32Array(ticket.ctlSab);
     // The watch goes out before the claim: a thread that dies holding a claimed ticket has sent it.
     const watch = watchThread(ticket.busThread);
     if (Atomics.compareExchange(ctl, CTL_OPENED, 0, OPENED_HERE) !== 0) {

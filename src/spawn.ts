@@ -114,7 +114,7 @@ export async function spawnPeer(
 
 /** Resolves once the worker has opened the ticket; rejects if it exits first or takes too long. */
 async function opened(ticket: PeerTicket, worker: Worker, exited: Promise<number>, timeout: number): Promise<void> {
-  const ctl = new Int32Array(ticket.inSab, 0, 64);
+  const ctl = new Int32Array(ticket.ctlSab);
   const deadline = performance.now() + timeout;
   let exitCode: number | null = null;
   void exited.then((code) => { exitCode = code; });

@@ -13,12 +13,12 @@
  * per thread (src/peer/watch.ts).
  * The uid inside is informative only: the coordinator keeps the real one, fixed when
  * the owner created the peer, so a peer cannot change it. A ticket opens once (the
- * CTL_OPENED word in the peer's IN buffer is claimed with compare-and-swap).
+ * CTL_OPENED word of the peer's control block is claimed with compare-and-swap).
  */
 
 import { MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BusError } from './errors.js';
-import { peerLayout } from '../shared/layout.js';
+import { CONTROL_BYTES, peerLayout } from '../shared/layout.js';
 import type { Limits } from './coordinator/ledger.js';
 
 export interface PeerTicket {
@@ -26,8 +26,10 @@ export interface PeerTicket {
   readonly peerId: number;
   readonly uid: number;
   readonly limits: Limits;
-  /** The peer's one buffer: its OUT ring at outOffset, and IN (shared/layout.ts). */
+  /** The peer's rings and first pool segment: its OUT ring at outOffset, and IN (shared/layout.ts). */
   readonly inSab: SharedArrayBuffer;
+  /** The peer's control block (CONTROL_BYTES): state, claim, acknowledgements, bell (shared/layout.ts). */
+  readonly ctlSab: SharedArrayBuffer;
   readonly doorbell: SharedArrayBuffer;
   readonly outOffset: number;
   readonly outRingBytes: number;
@@ -68,7 +70,7 @@ export function checkTicket(t: unknown, what: string): asserts t is PeerTicket {
   const x = t as PeerTicket;
   const bad = (why: string) => new BusError('EINVAL', `${what}: expected a PeerTicket from bus.createPeer() (${why})`);
   if (typeof x !== 'object' || x === null || x.kind !== 'threadbus.ticket') throw bad('not a ticket');
-  if (!(x.inSab instanceof SharedArrayBuffer)
+  if (!(x.inSab instanceof SharedArrayBuffer) || !(x.ctlSab instanceof SharedArrayBuffer) || x.ctlSab.byteLength !== CONTROL_BYTES
     || !(x.doorbell instanceof SharedArrayBuffer) || x.doorbell.byteLength < 4) throw bad('its buffers are missing');
   if (!Number.isSafeInteger(x.peerId) || x.peerId <= 0 || !Number.isSafeInteger(x.uid) || x.uid < 0) throw bad('bad ids');
   if (!isPow2(x.outRingBytes)) throw bad('bad OUT ring size');

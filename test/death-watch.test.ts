@@ -21,8 +21,8 @@ import { within } from './helpers/remote-peer.js';
 const FIXTURE = new URL('./fixtures/many-peers.js', import.meta.url);
 const WAIT = 10_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const state = (t: PeerTicket) => Atomics.load(new Int32Array(t.inSab, 0, 64), CTL_STATE);
-const reason = (t: PeerTicket) => Atomics.load(new Int32Array(t.inSab, 0, 64), CTL_REASON);
+const state = (t: PeerTicket) => Atomics.load(new Int32Array(t.ctlSab), CTL_STATE);
+const reason = (t: PeerTicket) => Atomics.load(new Int32Array(t.ctlSab), CTL_REASON);
 
 /** A worker that opens all `tickets`; resolves once it has. */
 async function host(tickets: PeerTicket[]): Promise<{ worker: Worker; next: (type: string) => Promise<any> }> {

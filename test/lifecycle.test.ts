@@ -30,7 +30,7 @@ const WAIT = 5000; // generous: the machine may be busy; measured latencies are 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function ctl(ticket: PeerTicket): Int32Array {
-  return new Int32Array(ticket.inSab, 0, 64);
+  return new Int32Array(ticket.ctlSab);
 }
 
 /** Poll `cond` until it holds; throws after `ms` (and stops polling, so nothing is left running). */

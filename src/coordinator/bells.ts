@@ -56,10 +56,13 @@ export class Bells {
       // Polled every round; its flag stays up so that it still wakes a sleeping coordinator.
       peer.polled = true;
       this.active.push(peer);
+      peer.setOutSleeping(1);
     } else {
+      // Not polled, and its flag left down: the peer rings its first publish whatever the
+      // flag says (src/peer/outbox.ts), so that nothing writes a page of its buffer while
+      // it idles.
       this.bells[bell] = peer;
     }
-    peer.setOutSleeping(1);
   }
 
   /**

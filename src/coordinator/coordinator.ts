@@ -25,7 +25,7 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import {
-  MAX_HANDLES_PER_MESSAGE, messageBytes, outRingBytes, descriptorSlots, peerLayout,
+  MAX_HANDLES_PER_MESSAGE, CONTROL_BYTES, messageBytes, outRingBytes, descriptorSlots, peerLayout,
 } from '../../shared/layout.js';
 import { BusError } from '../errors.js';
 import { Ledger, type Limits } from './ledger.js';
@@ -52,8 +52,10 @@ export { BATCH_RECORDS } from './dispatch.js';
 export interface PeerCreated {
   peerId: number;
   uid: number;
-  /** The peer's one buffer (shared/layout.ts): its OUT ring at outOffset, then IN. */
+  /** The peer's rings and first pool segment (shared/layout.ts): its OUT ring at outOffset, then IN. */
   inSab: SharedArrayBuffer;
+  /** The peer's control block (CONTROL_BYTES, shared/layout.ts). */
+  ctlSab: SharedArrayBuffer;
   outOffset: number;
   outRingBytes: number;
   verdictOffset: number;
@@ -130,8 +132,10 @@ export class Coordinator {
     // One buffer holds the rings and the pool's first segment; the rest of the pool is made on demand.
     const layout = peerLayout(ringBytes, slots, firstSegmentBytes(limits.messages));
     const inSab = mappedBuffer(layout.totalBytes);
+    // Small and fixed, so V8 takes it from the allocator's heap: no page of its own (shared/layout.ts).
+    const ctlSab = new SharedArrayBuffer(CONTROL_BYTES);
     const peer = new PeerState({
-      id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), inSab,
+      id: core.nextPeerId++, uid, user, ledger: new Ledger(uid, limits, core.config.quota), inSab, ctlSab,
       outOffset: layout.outOffset, outRingBytes: ringBytes, verdictOffset: layout.verdictOffset,
       descriptorOffset: layout.descriptorOffset, descriptorSlots: slots, pool, poolOffset: layout.poolOffset,
     });
@@ -142,7 +146,7 @@ export class Coordinator {
     peer.mail = this.#mail;
     this.#bells.assignBell(peer);
     return {
-      peerId: peer.id, uid, inSab, outOffset: layout.outOffset, outRingBytes: ringBytes,
+      peerId: peer.id, uid, inSab, ctlSab, outOffset: layout.outOffset, outRingBytes: ringBytes,
       verdictOffset: layout.verdictOffset, descriptorOffset: layout.descriptorOffset, descriptorSlots: slots,
       maxMessageBytes: core.config.maxMessageBytes, limits,
     };

@@ -5,9 +5,11 @@
  * Memory ownership (see shared/layout.ts):
  *   - OUT is written by the peer; here it is only read, through ByteRingReader, which
  *     bounds-checks everything. Nothing read from OUT is trusted.
- *   - IN is written here (control words, verdicts, descriptors, pool slices). The peer
- *     writes back only ring tails, its sleeping flags, and the kind word of a node-release
- *     it claims; every one of those is validated before use (syncConsumed).
+ *   - IN is written here (verdicts, descriptors, pool slices), and so is the control
+ *     block, a small buffer of its own (ctl). The peer writes back only ring tails, its
+ *     sleeping flags, its control words (CTL_OPENED, CTL_ACK_WAITING, CTL_STATE at close)
+ *     and the kind word of a node-release it claims; every one of those is validated
+ *     before use (syncConsumed).
  *   - Pool segments beyond the first (src/coordinator/pool.ts) are written here only, and
  *     posted to this peer alone (handOver, segment-mail.ts), so no other peer ever maps them.
  *
@@ -79,7 +81,7 @@ export class PeerState implements SegmentSink {
   readonly #verdictOffset: number;
   readonly #descriptorOffset: number;
   readonly #descriptorSlots: number;
-  /** The control block's words: the same view as inI32 (the block starts the buffer), so an idle peer has one view less. */
+  /** The control block's words (its own small buffer: shared/layout.ts). */
   readonly ctl: Int32Array;
   #outBuf: Buffer | null = null;
   #out64: BigInt64Array | null = null;
@@ -137,7 +139,7 @@ export class PeerState implements SegmentSink {
   readonly overflow: PendingDescriptor[] = [];
 
   constructor(args: {
-    id: number; uid: number; user: UserState; ledger: Ledger; inSab: SharedArrayBuffer;
+    id: number; uid: number; user: UserState; ledger: Ledger; inSab: SharedArrayBuffer; ctlSab: SharedArrayBuffer;
     outOffset: number; outRingBytes: number; verdictOffset: number; descriptorOffset: number; descriptorSlots: number;
     pool: Pool; poolOffset: number;
   }) {
@@ -152,7 +154,7 @@ export class PeerState implements SegmentSink {
     this.#descriptorOffset = args.descriptorOffset;
     this.#descriptorSlots = args.descriptorSlots;
     this.inI32 = new Int32Array(args.inSab, 0, args.inSab.byteLength >> 2);
-    this.ctl = this.inI32;
+    this.ctl = new Int32Array(args.ctlSab);
     this.pool = args.pool;
     args.pool.attach(args.inSab, this.inI32, args.poolOffset, this);
     const slots = args.descriptorSlots;

@@ -41,7 +41,7 @@ function doorbellView(sab: SharedArrayBuffer): Int32Array {
 export class PeerLink implements WatchedLink {
   readonly ctl: Int32Array;
   readonly inSab: SharedArrayBuffer;
-  readonly inI32: Int32Array;
+  #inI32: Int32Array | null = null;
   readonly doorbell: Int32Array;
   /** The ticket's layout (shared/layout.ts), for the parts made later (src/peer/outbox.ts, acks.ts). */
   readonly outOffset: number;
@@ -65,12 +65,10 @@ export class PeerLink implements WatchedLink {
   #nextReq = 1;
   #unpublished = 0;
 
-  /** `inI32`: the whole buffer as Int32 (Peer.open made it to claim the ticket). */
-  constructor(m: PeerTicket, watch: ThreadWatch, inI32: Int32Array) {
+  /** `ctl`: the control block (Peer.open made it to claim the ticket). */
+  constructor(m: PeerTicket, watch: ThreadWatch, ctl: Int32Array) {
     this.inSab = m.inSab;
-    this.inI32 = inI32;
-    // The control block starts the buffer: its words are inI32's first ones, one view for both.
-    this.ctl = this.inI32;
+    this.ctl = ctl;
     this.outOffset = m.outOffset;
     this.outRingBytes = m.outRingBytes;
     this.verdictOffset = m.verdictOffset;
@@ -85,6 +83,11 @@ export class PeerLink implements WatchedLink {
     this.#watch = watch;
     this.#watchRef = watch.gone ? null : watch.add(this);
     if (watch.gone) this.coordinatorGone = true;
+  }
+
+  /** The whole buffer as Int32 (the first pool segment's words), made at first use. */
+  get inI32(): Int32Array {
+    return this.#inI32 ??= new Int32Array(this.inSab, 0, this.inSab.byteLength >> 2);
   }
 
   /** The descriptor ring, this thread its single consumer. */

@@ -80,6 +80,12 @@ export class Outbox {
   /** The consumer-sleeping number the bell was last rung for (see commit()). */
   #rungFor = 0;
   /**
+   * Nothing published yet. The coordinator does not raise a new peer's flag (that would
+   * write a page of an idle peer's buffer: src/coordinator/bells.ts assignBell), so the
+   * first publish rings whatever the flag says.
+   */
+  #fresh = true;
+  /**
    * Set by the request pump while the user is sending in a burst (acks.ts): a send's commit
    * may then leave the bell unrung (see commitSend()).
    */
@@ -157,7 +163,7 @@ export class Outbox {
    */
   commit(): void {
     const asked = this.out.commitSeen();
-    if (asked === 0 || asked === this.#rungFor) return;
+    if ((asked === 0 || asked === this.#rungFor) && !this.#fresh) return;
     this.#ring(asked);
   }
 
@@ -170,8 +176,8 @@ export class Outbox {
    */
   commitSend(bytes: number): void {
     const asked = this.out.commitSeen();
-    if (asked === 0 || asked === this.#rungFor) return;
-    if (this.deferBell && (this.#bellOwed += bytes) < this.#bellDeferBytes) return;
+    if ((asked === 0 || asked === this.#rungFor) && !this.#fresh) return;
+    if (this.deferBell && !this.#fresh && (this.#bellOwed += bytes) < this.#bellDeferBytes) return;
     this.#ring(asked);
   }
 
@@ -184,6 +190,7 @@ export class Outbox {
   }
 
   #ring(asked: number): void {
+    this.#fresh = false;
     this.#rungFor = asked;
     this.#bellOwed = 0;
     this.#link.kick();
