@@ -11,6 +11,8 @@ import {
   QUICK_TUNABLES,
   WORKLOADS,
   measure,
+  measureSide,
+  sideBySide,
   type BenchContext,
   type BenchSystem,
   type Result,
@@ -129,15 +131,16 @@ async function main(): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
+    const report = (r: Result) => {
+      results.push(r);
+      const head = r.msgsPerSec !== null ? `${si(r.msgsPerSec)} msg/s` : typeof r.bytesPerPeer === 'number' ? bytes(r.bytesPerPeer) + '/peer' : '';
+      const lat = r.p50us !== null ? ` p50 ${us(r.p50us)} us p99 ${us(r.p99us)} us` : '';
+      log(`  ${r.workload.padEnd(16)} ${r.system.padEnd(20)} ${r.error ? `ERROR ${r.error}` : head + lat}  (${(r.wallMs / 1000).toFixed(1)} s)`);
+    };
     for (const w of workloads) {
-      for (const s of systems) {
-        if (!s.workloads[w]) continue;
-        const r = await measure(s, w, ctx);
-        results.push(r);
-        const head = r.msgsPerSec !== null ? `${si(r.msgsPerSec)} msg/s` : typeof r.bytesPerPeer === 'number' ? bytes(r.bytesPerPeer) + '/peer' : '';
-        const lat = r.p50us !== null ? ` p50 ${us(r.p50us)} us p99 ${us(r.p99us)} us` : '';
-        log(`  ${w.padEnd(16)} ${s.name.padEnd(20)} ${r.error ? `ERROR ${r.error}` : head + lat}  (${(r.wallMs / 1000).toFixed(1)} s)`);
-      }
+      const these = systems.filter((s) => s.workloads[w]);
+      if (sideBySide(w)) for (const r of await measureSide(these, w, ctx)) report(r);
+      else for (const s of these) report(await measure(s, w, ctx));
     }
   } finally {
     await pool.close();

@@ -251,71 +251,136 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message.split('\n')[0]! : String(e);
 }
 
-export async function measure(system: BenchSystem, workload: WorkloadName, ctx: BenchContext): Promise<Result> {
-  const t = ctx.tunables;
-  const started = performance.now();
-  const factory = system.workloads[workload];
-  const samples: Sample[] = [];
-  let session: Session | undefined;
-  let failed = false;
-  let error: string | undefined;
-  let warmupRuns = 0;
-  try {
-    if (!factory) throw new Error(`${system.name} does not implement ${workload}`);
-    let mark = performance.now();
-    const phase = (what: string) => {
-      const now = performance.now();
-      ctx.debug(`    ${system.name}/${workload} ${what} ${(now - mark).toFixed(0)} ms`);
-      mark = now;
-    };
-    session = await withTimeout(factory(ctx), t.setupTimeoutMs, `${system.name}/${workload} setup`, (late) => {
-      void late.close(true).catch(() => {});
-    });
-    phase('setup');
-    const warmStart = performance.now();
-    const maxMs = MANY_WORKER_WORKLOADS.has(workload) ? t.manyWorkersWarmupMaxMs : t.warmupMaxMs;
-    const rates: number[] = [];
-    for (;;) {
-      const p = runParamsFor(workload, t, true, warmupRuns === 0);
-      const rate = (await withTimeout(session.run(p), p.timeoutMs, 'warm-up run')).msgsPerSec;
-      warmupRuns++;
-      phase('warm-up');
-      if (rate !== null) rates.push(rate);
-      if (warmupRuns >= t.warmupRuns && (rate === null || settled(rates, t.warmupSettleRuns, t.warmupSettlePct)
-        || performance.now() - warmStart >= maxMs)) break;
+/**
+ * One (workload, system) row being measured: open() sets its session up and warms it up,
+ * runOnce() adds a measured run, finish() closes the session and reports. A failure at
+ * any step is kept in the row (error), and later steps do nothing.
+ */
+class Row {
+  readonly samples: Sample[] = [];
+  session: Session | undefined;
+  error: string | undefined;
+  warmupRuns = 0;
+  #wallMs = 0;
+  #mark = 0;
+
+  constructor(readonly system: BenchSystem, readonly workload: WorkloadName, readonly ctx: BenchContext) {}
+
+  get failed(): boolean {
+    return this.error !== undefined;
+  }
+
+  #phase(what: string): void {
+    const now = performance.now();
+    this.ctx.debug(`    ${this.system.name}/${this.workload} ${what} ${(now - this.#mark).toFixed(0)} ms`);
+    this.#mark = now;
+  }
+
+  /** Time spent on this row only (setup, warm-up, its own runs, close). */
+  async #timed<T>(f: () => Promise<T>): Promise<T | undefined> {
+    const t0 = performance.now();
+    this.#mark = t0;
+    try {
+      return await f();
+    } catch (e) {
+      this.error ??= errorText(e);
+      return undefined;
+    } finally {
+      this.#wallMs += performance.now() - t0;
     }
-    for (let i = 0; i < t.runs; i++) {
-      const p = runParamsFor(workload, t, false);
-      samples.push(await withTimeout(session.run(p), p.timeoutMs, `run ${i + 1}`));
-      phase(`run ${i + 1}`);
-    }
-  } catch (e) {
-    failed = true;
-    error = errorText(e);
-  } finally {
-    if (session) {
-      await withTimeout(session.close(failed), t.closeTimeoutMs, 'close').catch((e) => {
-        ctx.log(`  ${system.name}/${workload}: close failed: ${errorText(e)}`);
+  }
+
+  open(): Promise<void> {
+    const { system, workload, ctx } = this;
+    const t = ctx.tunables;
+    return this.#timed(async () => {
+      const factory = system.workloads[workload];
+      if (!factory) throw new Error(`${system.name} does not implement ${workload}`);
+      this.session = await withTimeout(factory(ctx), t.setupTimeoutMs, `${system.name}/${workload} setup`, (late) => {
+        void late.close(true).catch(() => {});
       });
+      this.#phase('setup');
+      const warmStart = performance.now();
+      const maxMs = MANY_WORKER_WORKLOADS.has(workload) ? t.manyWorkersWarmupMaxMs : t.warmupMaxMs;
+      const rates: number[] = [];
+      for (;;) {
+        const p = runParamsFor(workload, t, true, this.warmupRuns === 0);
+        const rate = (await withTimeout(this.session.run(p), p.timeoutMs, 'warm-up run')).msgsPerSec;
+        this.warmupRuns++;
+        this.#phase('warm-up');
+        if (rate !== null) rates.push(rate);
+        if (this.warmupRuns >= t.warmupRuns && (rate === null || settled(rates, t.warmupSettleRuns, t.warmupSettlePct)
+          || performance.now() - warmStart >= maxMs)) break;
+      }
+    });
+  }
+
+  async runOnce(): Promise<void> {
+    if (this.failed || this.session === undefined) return;
+    const session = this.session;
+    await this.#timed(async () => {
+      const p = runParamsFor(this.workload, this.ctx.tunables, false);
+      this.samples.push(await withTimeout(session.run(p), p.timeoutMs, `run ${this.samples.length + 1}`));
+      this.#phase(`run ${this.samples.length}`);
+    });
+  }
+
+  async finish(): Promise<Result> {
+    const session = this.session;
+    if (session !== undefined) {
+      const t0 = performance.now();
+      await withTimeout(session.close(this.failed), this.ctx.tunables.closeTimeoutMs, 'close').catch((e) => {
+        this.ctx.log(`  ${this.system.name}/${this.workload}: close failed: ${errorText(e)}`);
+      });
+      this.#wallMs += performance.now() - t0;
     }
+    const { workload, system, warmupRuns } = this;
+    if (this.error !== undefined) {
+      return {
+        workload, system: system.name, msgsPerSec: null, p50us: null, p99us: null, p999us: null,
+        runs: this.samples.length, spreadPct: null, wallMs: this.#wallMs, warmupRuns, error: this.error,
+      };
+    }
+    return { ...summarize(workload, system.name, this.samples, this.#wallMs), warmupRuns };
   }
-  const wallMs = performance.now() - started;
-  if (error !== undefined) {
-    return {
-      workload,
-      system: system.name,
-      msgsPerSec: null,
-      p50us: null,
-      p99us: null,
-      p999us: null,
-      runs: samples.length,
-      spreadPct: null,
-      wallMs,
-      warmupRuns,
-      error,
-    };
+}
+
+/** One (workload, system) row on its own: setup, warm-up, the measured runs, close. */
+export async function measure(system: BenchSystem, workload: WorkloadName, ctx: BenchContext): Promise<Result> {
+  const row = new Row(system, workload, ctx);
+  await row.open();
+  for (let i = 0; i < ctx.tunables.runs && !row.failed; i++) await row.runOnce();
+  return row.finish();
+}
+
+/**
+ * Whether a workload's systems are measured side by side (measureSide): not the workloads
+ * of 64 senders, whose sessions (up to 128 threads each) are too heavy to keep open for
+ * every system at once; those are measured one system at a time (measure).
+ */
+export function sideBySide(workload: WorkloadName): boolean {
+  return workload !== 'pairs-64' && workload !== 'fanin-64' && workload !== 'fanin-64-paced';
+}
+
+/**
+ * Every system of one workload, side by side: each is set up and warmed up in turn and
+ * kept open, then the measured runs alternate between them (run i of every system before
+ * run i + 1 of any, each round starting with the next system), and all are closed at
+ * the end. The machine here drifts by up to 1.5x over minutes (other tenants): measured
+ * in blocks, one system's runs could all fall in a slow minute and the other's in a fast
+ * one; alternated, every system's median spans the same minute. A system whose session
+ * is open but not running holds only idle threads.
+ */
+export async function measureSide(systems: readonly BenchSystem[], workload: WorkloadName, ctx: BenchContext): Promise<Result[]> {
+  // A row keeps its own failure and skips its later steps: the others go on.
+  const rows = systems.map((s) => new Row(s, workload, ctx));
+  for (const row of rows) await row.open();
+  for (let i = 0; i < ctx.tunables.runs; i++) {
+    for (let k = 0; k < rows.length; k++) await rows[(i + k) % rows.length]!.runOnce();
   }
-  return { ...summarize(workload, system.name, samples, wallMs), warmupRuns };
+  const results: Result[] = [];
+  for (const row of rows) results.push(await row.finish());
+  return results;
 }
 
 export function summarize(workload: WorkloadName, system: string, samples: readonly Sample[], wallMs: number): Result {
