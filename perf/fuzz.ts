@@ -4,8 +4,8 @@
  *
  * The hostile (test/fixtures/hostile-peer.ts, storm()) writes requests into its OUT ring as
  * fast as the coordinator takes them, mostly plausible ones and some with random fields,
- * and every K records writes a random value into a random word of its OUT ring, its IN
- * buffer (control block, verdict and descriptor rings, pool) or the shared doorbell. Each
+ * and every K records writes a random value into a random word of its OUT ring, its
+ * control block, its IN buffer (verdict and descriptor rings, pool) or the shared doorbell. Each
  * identity (ticket) lasts until the coordinator cuts it off; then a fresh one takes over,
  * with the next seed. Meanwhile:
  *   - two honest peers stream numbered messages to each other (test/fixtures/storm-peer.ts):
