@@ -37,7 +37,9 @@ test('a spinner spins only after a short wait: a long one turns its spinning off
 test('a spinner takes a free slot while it spins and gives it back when the spin fails', (t) => {
   const i32 = new Int32Array(new SharedArrayBuffer(256));
   const s = new Spinner(i32, SLOTS, 1);
-  s.woke(performance.now());
+  // A budget set as woke() sets it after a short wait; woke() itself would read the clock,
+  // and a thread preempted for 0.1 ms between two statements (a loaded CI box) gets none.
+  s.budgetMs = SPIN_MAX_MS;
   t.false(s.spin(i32, WORD, 0));
   t.is(Atomics.load(i32, SLOTS), 0, 'the slot is free again');
   t.true(Atomics.load(i32, SLOTS + 1) > 0, 'the spin beat its slot');
@@ -48,11 +50,12 @@ test('a spinner does not spin in a slot another thread holds, and takes it once 
   const other = 12345;
   Atomics.store(i32, SLOTS, other);
   const s = new Spinner(i32, SLOTS, 1);
-  s.woke(performance.now());
+  // Set directly, as in the test above: with no budget, spin() does not look at the slots.
+  s.budgetMs = SPIN_MAX_MS;
   t.false(s.spin(i32, WORD, 0));
   t.is(Atomics.load(i32, SLOTS), other, 'a holder that may still be spinning keeps its slot');
   await delay(10); // longer than STALE_MS, with no beat from the holder
-  s.woke(performance.now());
+  s.budgetMs = SPIN_MAX_MS;
   t.false(s.spin(i32, WORD, 0));
   t.is(Atomics.load(i32, SLOTS), 0, 'the quiet holder was robbed; the robber gave the slot back when its spin failed');
 });
