@@ -5,24 +5,12 @@
  * from where the compiled file runs (dist/<same folder>) and must stay inside the repository.
  */
 import test from 'ava';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, sources } from './helpers/source-files.js';
 
-// This file runs as dist/test/self-contained.test.js.
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FOLDERS = ['src', 'shared', 'workers', 'test', 'perf', 'examples'];
 const URL_LITERAL = /new URL\(\s*(['"`])(\.{1,2}\/[^'"`]*)\1\s*,\s*import\.meta\.url/g;
-
-function sources(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = path.join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...sources(p));
-    else if (name.endsWith('.ts')) out.push(p);
-  }
-  return out;
-}
 
 test('every path a source file resolves against its own location stays inside the repository', (t) => {
   let checked = 0;

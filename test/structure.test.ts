@@ -4,23 +4,11 @@
  * among src/, workers/ and shared/ (type-only imports included). Read from the sources.
  */
 import test from 'ava';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, sources } from './helpers/source-files.js';
 
-// This file runs as dist/test/structure.test.js.
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MAX_CLASS_LINES = 350;
-
-function sources(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = path.join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...sources(p));
-    else if (name.endsWith('.ts')) out.push(p);
-  }
-  return out;
-}
 
 const rel = (p: string) => path.relative(ROOT, p);
 
