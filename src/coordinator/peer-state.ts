@@ -119,7 +119,7 @@ export class PeerState implements SegmentSink {
   bell = 0;
   /** In the coordinator's polled list (its OUT flag is down: it does not ring). */
   polled = false;
-  /** Consecutive empty polls. */
+  /** Empty polls since its bell last rang (not in a row: bells.ts IDLE_POLLS). */
   idlePolls = 0;
   verdictDirty = false;
 

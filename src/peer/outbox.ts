@@ -43,8 +43,8 @@ export const SYNC_TIMEOUT_MS = 30_000;
 
 /**
  * How much of the OUT ring a burst's sends may fill while they owe the bell: capacity >>
- * BELL_DEFER_SHIFT bytes (32 KiB of the smallest ring: about 340 sends of 64 bytes). In
- * bytes, so that large records never fill the ring before the coordinator is rung.
+ * BELL_DEFER_SHIFT bytes (128 KiB of the smallest ring, 1 MiB: about 1300 sends of 64
+ * bytes). In bytes, so that large records never fill the ring before the coordinator is rung.
  */
 const BELL_DEFER_SHIFT = 3;
 
