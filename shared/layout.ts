@@ -7,8 +7,10 @@
  * pages for it. Its other buffer has two regions, OUT and IN, reserved address space
  * whose pages cost memory only once written. Nothing writes them while the peer idles:
  * the coordinator does not raise a new peer's OUT flag (its first publish rings anyway:
- * src/coordinator/bells.ts assignBell), and the words written at creation and at open
- * (CTL_BELL, CTL_OPENED) are in the control block. An idle peer that waits in recv()
+ * src/coordinator/bells.ts assignBell), and the words written at creation, at open and at
+ * the first publish (CTL_BELL, CTL_OPENED, CTL_PUBLISHED) are in the control block. Nor
+ * does the coordinator read an idle peer's rings: a first read of an untouched page is a
+ * page fault too. An idle peer that waits in recv()
  * writes its descriptor ring's sleeping flag, and so touches that header's page.
  *
  *   +--------------------+-------------------------------+
@@ -38,7 +40,8 @@
  * A hostile peer can only cause spurious wake-ups or polls through it: the coordinator
  * trusts no word of it, and only ever looks at a peer's own OUT ring because of a bit.
  * A bit it clears (another peer's ring) is found by the coordinator's sweep, which looks
- * at every unpolled ring each time it turns to its event loop (Coordinator.sweep).
+ * at every unpolled ring that has published (CTL_PUBLISHED) within SWEEP_PERIOD_MS
+ * (Coordinator.sweep).
  *
  * Ring header (shared/ring.ts), each word on its own 64-byte cache line so that producer
  * and consumer never write the same line:
@@ -102,6 +105,12 @@ export const CTL_REASON = 2;         // why the coordinator disconnected the pee
 export const CTL_ACKED = 16;         // last processed reqId (u32), byte 64; the peer waits on it
 export const CTL_ACK_WAITING = 32;   // the peer sleeps on CTL_ACKED, byte 128
 export const CTL_BELL = 3;           // the peer's bit in the doorbell's bell map, written by the coordinator at creation
+/**
+ * Set to 1 by the peer before it rings for its first publish, never cleared: until then the
+ * coordinator's sweep does not read the peer's OUT ring, whose page nothing has touched
+ * (a first read of it is a page fault, 20-25 us in this VM; src/coordinator/bells.ts sweep).
+ */
+export const CTL_PUBLISHED = 4;
 export const CTL_WAKE = 48;          // bumped (and notified) by the coordinator to wake this peer's waiting sends, byte 192
 export const CONTROL_BYTES = 256;
 

@@ -4,12 +4,15 @@
  * a peer that was never polled rings with its first record although the coordinator
  * never raised its flag (src/peer/outbox.ts). The rounds must be exact, so the
  * coordinator and its peers run in this thread, driven by hand (perf/in-thread.ts), as
- * in test/runs.test.ts.
+ * in test/runs.test.ts. The coordinator's sweep, which finds rings whose bell was
+ * cleared, reads a peer's OUT ring only once the peer's control block says it published
+ * (CTL_PUBLISHED): an idle peer's ring is a page nothing has touched.
  */
 
 import test from 'ava';
 import { inThreadBus } from '../perf/in-thread.js';
 import { IDLE_POLLS } from '../src/coordinator/bells.js';
+import { CTL_PUBLISHED, RING_HEAD } from '../shared/layout.js';
 
 test('a fresh peer is polled from its first record on, and handed back to its bell after IDLE_POLLS empty polls', (t) => {
   const bus = inThreadBus();
@@ -34,4 +37,19 @@ test('a fresh peer is polled from its first record on, and handed back to its be
     bus.coordinator.runOnce();
     t.false(state.polled, `round ${round}: handed back to its bell after ${IDLE_POLLS} empty polls`);
   }
+});
+
+test('the sweep reads no OUT ring of a peer that has not said it published, and finds one that has though its bell was cleared', (t) => {
+  const bus = inThreadBus();
+  const { id } = bus.open(1, { messages: 256, bytes: 1 << 20 });
+  t.teardown(() => bus.coordinator.closeAll());
+  const state = bus.coordinator.peerById(id);
+  // A head that says "records" with the control block silent: the sweep must not look.
+  Atomics.store(state.inI32, RING_HEAD, 8);
+  bus.coordinator.sweep();
+  t.false(state.polled, 'not polled: its ring was not read');
+  // What an honest first publish does before it rings; its bell bit is left cleared.
+  Atomics.store(state.ctl, CTL_PUBLISHED, 1);
+  bus.coordinator.sweep();
+  t.true(state.polled, 'polled: the sweep read its ring once the control block said so');
 });

@@ -172,7 +172,8 @@ export class Bells {
    * (at least SWEEP_MIN), from where the last call stopped: every ring is looked at
    * within SWEEP_PERIOD_MS (or one cold sleep), and the cost is O(peers) per
    * SWEEP_PERIOD_MS, not per turn. (A full pass per turn made creating n peers O(n^2):
-   * each control message is a turn.)
+   * each control message is a turn.) A peer that has not yet published costs a load of
+   * its control block, not of its ring (PeerState.outHasData: a page fault per idle peer).
    */
   sweep(): void {
     const peers = this.core.peers;

@@ -91,14 +91,16 @@ export class Disconnects {
     const core = this.core;
     if (!peer.open) return;
     core.flushRun();
-    peer.syncConsumed();
+    // A peer that was never sent anything has nothing to account, and no page of IN to read.
+    const everSentTo = peer.hasDescriptors;
+    if (everSentTo) peer.syncConsumed();
     core.waiters.forget(peer);
     core.names.delete(peer.id);
     // Closed first, so that its own nodes' destruction queues nothing to it.
     peer.open = false;
     this.handles.destroyNodes([...peer.ownedNodes]);
     // Queued, unreceived messages: everything given back, the sender's share included.
-    for (let pos = peer.syncedTail; pos !== peer.desc.position; pos = (pos + 1) >>> 0) {
+    for (let pos = peer.syncedTail; everSentTo && pos !== peer.desc.position; pos = (pos + 1) >>> 0) {
       const i = peer.fifoIndex(pos);
       const slot = peer.fifoSlot[i];
       if (slot >= 0 && peer.pool.stateOf(slot) === SLOT_QUEUED) {

@@ -30,7 +30,7 @@
 import {
   CTL_STATE, CTL_ACKED, CTL_ACK_WAITING, DESC_SLOT_BYTES, VERDICT_SLOT_BYTES, VERDICT_SLOTS,
   RING_HEADER_BYTES, D_KIND, KIND_NODE_RELEASE, KIND_CANCELLED, STATE_OPEN, RING_HEAD,
-  RING_TAIL, RING_CONSUMER_SLEEPING,
+  RING_TAIL, RING_CONSUMER_SLEEPING, CTL_PUBLISHED,
 } from '../../shared/layout.js';
 import { ByteRingReader, SlotRingWriter } from '../../shared/ring.js';
 import type { Ledger } from './ledger.js';
@@ -74,6 +74,8 @@ export class PeerState implements SegmentSink {
   readonly ledger: Ledger;
   readonly inSab: SharedArrayBuffer;
   #out: ByteRingReader | null = null;
+  /** The peer has set CTL_PUBLISHED (cached: it is never cleared by an honest peer, and a hostile one only hides its own ring). */
+  #published = false;
   #desc: SlotRingWriter | null = null;
   #verdicts: SlotRingWriter | null = null;
   readonly #outOffset: number;
@@ -166,6 +168,11 @@ export class PeerState implements SegmentSink {
     return this.#out ??= new ByteRingReader(this.inSab, this.#outOffset, this.#outRingBytes, true);
   }
 
+  /** Something was ever published to this peer (its descriptor ring exists); until then nothing in IN was read. */
+  get hasDescriptors(): boolean {
+    return this.#desc !== null;
+  }
+
   get desc(): SlotRingWriter {
     return this.#desc ??= new SlotRingWriter(this.inSab, this.#descriptorOffset, this.#descriptorSlots, DESC_SLOT_BYTES, true);
   }
@@ -174,9 +181,19 @@ export class PeerState implements SegmentSink {
     return this.#verdicts ??= new SlotRingWriter(this.inSab, this.#verdictOffset, VERDICT_SLOTS, VERDICT_SLOT_BYTES, true);
   }
 
-  /** `out.hasData()` without making the reader: one that does not exist has consumed nothing. */
+  /**
+   * `out.hasData()` without making the reader: one that does not exist has consumed nothing.
+   * Nor is the ring read before the peer says in its control block that it has published
+   * (CTL_PUBLISHED): the first read of an untouched page costs a page fault (20-25 us here),
+   * and the sweep would pay one for every idle peer.
+   */
   outHasData(): boolean {
-    return this.#out !== null ? this.#out.hasData() : Atomics.load(this.inI32, (this.#outOffset >> 2) + RING_HEAD) !== 0;
+    if (this.#out !== null) return this.#out.hasData();
+    if (!this.#published) {
+      if (Atomics.load(this.ctl, CTL_PUBLISHED) === 0) return false;
+      this.#published = true;
+    }
+    return Atomics.load(this.inI32, (this.#outOffset >> 2) + RING_HEAD) !== 0;
   }
 
   /** Set OUT's consumer-sleeping flag (Bells), without making the reader. */

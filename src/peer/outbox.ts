@@ -29,7 +29,7 @@
  */
 
 import {
-  RING_CONSUMER_SLEEPING, OP_SEND, SEND_FLAG_STREAM, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
+  RING_CONSUMER_SLEEPING, CTL_PUBLISHED, OP_SEND, SEND_FLAG_STREAM, SEND_HEADER_WORDS, MAX_DESTINATIONS, MAX_HANDLES_PER_MESSAGE, align8, TAG_SHIFT,
 } from '../../shared/layout.js';
 import { ByteRingWriter } from '../../shared/ring.js';
 import { BusError } from '../errors.js';
@@ -190,7 +190,11 @@ export class Outbox {
   }
 
   #ring(asked: number): void {
-    this.#fresh = false;
+    if (this.#fresh) {
+      // Before the bell: a hostile peer may clear the bit, and the sweep then finds this ring by this word.
+      Atomics.store(this.#link.ctl, CTL_PUBLISHED, 1);
+      this.#fresh = false;
+    }
     this.#rungFor = asked;
     this.#bellOwed = 0;
     this.#link.kick();
