@@ -56,6 +56,14 @@ const SMALL_MAX_MESSAGE_BYTES = 2048;
 /** Posts between two flush() calls, most and fewest (postWindow). */
 const POST_WINDOW_MAX = 32768;
 const POST_WINDOW_MIN = 256;
+/**
+ * Most posts between two flush() calls where a workload has several senders: the credit
+ * window the other systems get at most (perf/drivers.ts flowControl). With 16384 posts a
+ * window, pairs-64's 64 senders kept a million messages in flight: each run drained for
+ * 2.5-3.4 s after STOP (the quick run went past its 120 s), and measured no faster
+ * (237 and 28 k/s against 320 and 201 k/s with 1024, alternating runs, December 2026).
+ */
+const POST_WINDOW_MANY_MAX = 1024;
 
 /**
  * A sender's posts between two flush() calls: its share of the in-flight budget that every
@@ -66,8 +74,9 @@ const POST_WINDOW_MIN = 256;
  * 0 msgs/s; with their 256-post share, 1.7-2.3 M/s and no empty run (December 2026).
  */
 function postWindow(workload: StreamWorkload): number {
-  const share = Math.floor(inFlightShare(STREAM_SHAPES[workload]));
-  return Math.max(POST_WINDOW_MIN, Math.min(POST_WINDOW_MAX, share));
+  const shape = STREAM_SHAPES[workload];
+  const share = Math.floor(inFlightShare(shape));
+  return Math.max(POST_WINDOW_MIN, Math.min(shape.senders > 1 ? POST_WINDOW_MANY_MAX : POST_WINDOW_MAX, share));
 }
 
 function startBus(workload?: StreamWorkload): Promise<Bus> {
