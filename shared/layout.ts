@@ -10,8 +10,8 @@
  * src/coordinator/bells.ts assignBell), and the words written at creation, at open and at
  * the first publish (CTL_BELL, CTL_OPENED, CTL_PUBLISHED) are in the control block. Nor
  * does the coordinator read an idle peer's rings: a first read of an untouched page is a
- * page fault too. An idle peer that waits in recv()
- * writes its descriptor ring's sleeping flag, and so touches that header's page.
+ * page fault too. An idle peer that waits in recv() writes its descriptor ring's
+ * sleeping flag, and so touches that header's page.
  *
  *   +--------------------+-------------------------------+
  *   | OUT ring header    | OUT ring data                 |  ...
