@@ -17,27 +17,19 @@
 // per message and switches per 1000 messages, summed over the threads of that kind.
 
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Bus, Peer, type PeerTicket } from '../src/index.js';
+import { allThreadTimes, ownTid, type ThreadTimes } from './thread-times.js';
 
 const PAYLOAD_BYTES = 64;
 /** ctl words: STOP, then one received count per pair. */
 const STOP = 0, COUNTS = 1;
 
 interface RoleData { role: 'send' | 'recv'; ticket: PeerTicket; ctl: Int32Array; to: number; index: number; window: number }
-interface ThreadTimes { cpuNs: number; voluntary: number; involuntary: number }
-
-function times(tid: number): ThreadTimes {
-  const cpuNs = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-  const status = readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
-  const field = (name: string): number => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
-  return { cpuNs, voluntary: field('voluntary_ctxt_switches'), involuntary: field('nonvoluntary_ctxt_switches') };
-}
 
 async function role(d: RoleData): Promise<void> {
   const peer = Peer.open(d.ticket);
-  parentPort!.postMessage({ tid: Number(readlinkSync('/proc/thread-self').split('/').pop()) });
+  parentPort!.postMessage({ tid: ownTid() });
   const ctl = d.ctl;
   if (d.role === 'send') {
     const msg = new Uint8Array(PAYLOAD_BYTES).fill(7);
@@ -89,18 +81,6 @@ function sum(tids: readonly number[], before: Map<number, ThreadTimes>, after: M
   return s;
 }
 
-function snapshot(): Map<number, ThreadTimes> {
-  const m = new Map<number, ThreadTimes>();
-  for (const t of readdirSync('/proc/self/task')) {
-    try {
-      m.set(Number(t), times(Number(t)));
-    } catch {
-      // the thread exited in between
-    }
-  }
-  return m;
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -138,11 +118,11 @@ async function main(): Promise<void> {
       for (let i = 0; i < pairs; i++) n += Atomics.load(ctl, COUNTS + i);
       return n;
     };
-    const before = snapshot();
+    const before = allThreadTimes();
     const n0 = received();
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, seconds * 1000));
-    const after = snapshot();
+    const after = allThreadTimes();
     const n = received() - n0;
     const elapsed = performance.now() - t0;
     const peers = new Set([...tids.send, ...tids.recv, process.pid]);

@@ -12,9 +12,9 @@
 // (V8's helper threads: mostly parallel garbage collection), then the medians.
 
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Bus, Peer, type PeerTicket } from '../src/index.js';
+import { allThreadTimes, ownTid, threadCpuNs } from './thread-times.js';
 
 const SEND_WINDOW = 1024;
 const BACKOFF_MS = 1;
@@ -25,19 +25,14 @@ const STOP = 0, RECEIVED = 1;
 interface RoleData { role: 'send' | 'recv'; ticket: PeerTicket; ctl: Int32Array; to: number }
 interface RoleResult { n: number; cpuNs: number }
 
-function taskCpuNs(tid: number | 'thread-self'): number {
-  const path = tid === 'thread-self' ? '/proc/thread-self/schedstat' : `/proc/self/task/${tid}/schedstat`;
-  return Number(readFileSync(path, 'utf8').split(' ')[0]);
-}
-
 async function role(d: RoleData): Promise<void> {
   const peer = Peer.open(d.ticket);
-  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  const tid = ownTid();
   parentPort!.postMessage({ tid });
   await new Promise((r) => parentPort!.once('message', r));
   const ctl = d.ctl;
   let n = 0;
-  const c0 = taskCpuNs('thread-self');
+  const c0 = threadCpuNs('thread-self');
   if (d.role === 'send') {
     const window: Array<Promise<void> | undefined> = new Array(SEND_WINDOW);
     const msg = new Uint8Array(PAYLOAD_BYTES).fill(7);
@@ -73,7 +68,7 @@ async function role(d: RoleData): Promise<void> {
       }
     }
   }
-  parentPort!.postMessage({ n, cpuNs: taskCpuNs('thread-self') - c0 } satisfies RoleResult);
+  parentPort!.postMessage({ n, cpuNs: threadCpuNs('thread-self') - c0 } satisfies RoleResult);
   await peer.close();
 }
 
@@ -82,18 +77,6 @@ function next<T>(w: Worker): Promise<T> {
     w.once('message', resolve);
     w.once('error', reject);
   });
-}
-
-function allTasks(): Map<number, number> {
-  const m = new Map<number, number>();
-  for (const t of readdirSync('/proc/self/task')) {
-    try {
-      m.set(Number(t), taskCpuNs(Number(t)));
-    } catch {
-      // the thread exited in between
-    }
-  }
-  return m;
 }
 
 async function run(seconds: number): Promise<Record<string, number>> {
@@ -109,14 +92,14 @@ async function run(seconds: number): Promise<Record<string, number>> {
     const r = start('recv', receiver), s = start('send', sender);
     try {
       const [rt, st] = await Promise.all([next<{ tid: number }>(r), next<{ tid: number }>(s)]);
-      const before = allTasks();
+      const before = allThreadTimes();
       const t0 = performance.now();
       r.postMessage('go');
       s.postMessage('go');
       await new Promise((res) => setTimeout(res, seconds * 1000));
       Atomics.store(ctl, STOP, 1);
       const sent = await next<RoleResult>(s);
-      const after = allTasks();
+      const after = allThreadTimes();
       const elapsed = performance.now() - t0;
       const deadline = performance.now() + 10_000;
       while (Atomics.load(ctl, RECEIVED) < sent.n) {
@@ -128,7 +111,7 @@ async function run(seconds: number): Promise<Record<string, number>> {
       const got = await done;
       const others = [...after]
         .filter(([tid]) => tid !== rt.tid && tid !== st.tid)
-        .map(([tid, ns]) => ns - (before.get(tid) ?? 0))
+        .map(([tid, t]) => t.cpuNs - (before.get(tid)?.cpuNs ?? 0))
         .sort((a, b) => b - a);
       const n = sent.n;
       return {
