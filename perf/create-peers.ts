@@ -1,6 +1,6 @@
 // The cost of making, opening and closing many idle peers, as the idle-peer-memory
-// workload makes them (createPeer and createNode for batches of BATCH at once, each
-// awaited, then Peer.open in this thread), phase by phase: wall time and the process's
+// workload makes them (its createIdle: createPeer and createNode for batches at once,
+// each awaited; then Peer.open in this thread), phase by phase: wall time and the process's
 // minor page faults (all threads: process.resourceUsage(), Linux). A page fault is the
 // price of the first touch of a page of a peer's buffer, 20-25 us on the project's VM,
 // so the faults say whether a phase reads or writes memory an idle peer never uses.
@@ -11,9 +11,8 @@
 // one grew (heap, mappings), as a long-lived owner would.
 
 import { parseArgs } from 'node:util';
-import { Bus, Peer, type PeerTicket } from '../src/index.js';
-
-const BATCH = 100;
+import { Bus, Peer } from '../src/index.js';
+import { createIdle } from './systems/threadbus.js';
 
 const { values } = parseArgs({ options: { peers: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' } } });
 const peers = Number(values.peers);
@@ -25,25 +24,12 @@ if (!(Number.isInteger(peers) && peers > 0 && Number.isInteger(rounds) && rounds
 
 const faults = (): number => process.resourceUsage().minorPageFault;
 
-async function createIdle(bus: Bus, n: number, round: number): Promise<PeerTicket[]> {
-  const out: PeerTicket[] = [];
-  for (let i = 0; i < n; i += BATCH) {
-    const batch = Array.from({ length: Math.min(BATCH, n - i) }, async (_, j) => {
-      const t = await bus.createPeer({ uid: round * n + i + j });
-      await bus.createNode(t);
-      return t;
-    });
-    out.push(...(await Promise.all(batch)));
-  }
-  return out;
-}
-
 const bus = await Bus.start();
 try {
   for (let r = 0; r < rounds; r++) {
     const f0 = faults();
     const t0 = performance.now();
-    const tickets = await createIdle(bus, peers, r);
+    const tickets = await createIdle(bus, peers, (i) => r * peers + i);
     const f1 = faults();
     const t1 = performance.now();
     const opened = tickets.map((t) => Peer.open(t));

@@ -48,9 +48,9 @@ export interface ControlStarted {
 /**
  * createPeer's reply as it travels: [peerId, buffer, control block, descriptorSlots,
  * messages, handles, bytes]. What every peer shares is in ControlStarted, and the owner works the layout
- * out from the sizes (shared/layout.ts peerLayout): an array of plain values clones in
- * about a quarter of the time of the whole PeerCreated object (1 against 4 us, measured
- * with six).
+ * out from the sizes (shared/layout.ts peerLayout): such an array is cloned in about a
+ * quarter of the time of the whole PeerCreated object (1 against 4 us, measured when it
+ * held six values).
  */
 export type PeerCreatedWire = [number, SharedArrayBuffer, SharedArrayBuffer, number, number, number, number];
 

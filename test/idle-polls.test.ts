@@ -12,7 +12,7 @@
 import test from 'ava';
 import { inThreadBus } from '../perf/in-thread.js';
 import { IDLE_POLLS } from '../src/coordinator/bells.js';
-import { CTL_PUBLISHED, RING_HEAD } from '../shared/layout.js';
+import { CTL_PUBLISHED, RING_HEAD, peerLayout } from '../shared/layout.js';
 
 test('a fresh peer is polled from its first record on, and handed back to its bell after IDLE_POLLS empty polls', (t) => {
   const bus = inThreadBus();
@@ -45,7 +45,8 @@ test('the sweep reads no OUT ring of a peer that has not said it published, and 
   t.teardown(() => bus.coordinator.closeAll());
   const state = bus.coordinator.peerById(id);
   // A head that says "records" with the control block silent: the sweep must not look.
-  Atomics.store(state.inI32, RING_HEAD, 8);
+  // (The OUT ring's place does not depend on the sizes: peerLayout puts it first.)
+  Atomics.store(state.inI32, (peerLayout(1 << 20, 256, 0).outOffset >> 2) + RING_HEAD, 8);
   bus.coordinator.sweep();
   t.false(state.polled, 'not polled: its ring was not read');
   // What an honest first publish does before it rings; its bell bit is left cleared.

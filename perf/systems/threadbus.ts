@@ -103,7 +103,7 @@ function withBus(ctx: BenchContext, bus: Bus, session: Session, idleHosts: reado
 }
 
 /** Tickets for n peers, each with a node, created in batches (the owner's round trips overlap). */
-async function createIdle(bus: Bus, n: number, uid: (i: number) => number): Promise<PeerTicket[]> {
+export async function createIdle(bus: Bus, n: number, uid: (i: number) => number): Promise<PeerTicket[]> {
   const out: PeerTicket[] = [];
   for (let i = 0; i < n; i += IDLE_BATCH) {
     const batch = Array.from({ length: Math.min(IDLE_BATCH, n - i) }, async (_, j) => {

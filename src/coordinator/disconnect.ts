@@ -100,12 +100,14 @@ export class Disconnects {
     peer.open = false;
     this.handles.destroyNodes([...peer.ownedNodes]);
     // Queued, unreceived messages: everything given back, the sender's share included.
-    for (let pos = peer.syncedTail; everSentTo && pos !== peer.desc.position; pos = (pos + 1) >>> 0) {
-      const i = peer.fifoIndex(pos);
-      const slot = peer.fifoSlot[i];
-      if (slot >= 0 && peer.pool.stateOf(slot) === SLOT_QUEUED) {
-        this.discharge(peer, peer.fifoUid[i], peer.fifoHandles[i], peer.pool.chargedOf(slot));
-        peer.pool.free(slot);
+    if (everSentTo) {
+      for (let pos = peer.syncedTail; pos !== peer.desc.position; pos = (pos + 1) >>> 0) {
+        const i = peer.fifoIndex(pos);
+        const slot = peer.fifoSlot[i];
+        if (slot >= 0 && peer.pool.stateOf(slot) === SLOT_QUEUED) {
+          this.discharge(peer, peer.fifoUid[i], peer.fifoHandles[i], peer.pool.chargedOf(slot));
+          peer.pool.free(slot);
+        }
       }
     }
     peer.fifoHandleList.clear();

@@ -74,8 +74,6 @@ export class PeerState implements SegmentSink {
   readonly ledger: Ledger;
   readonly inSab: SharedArrayBuffer;
   #out: ByteRingReader | null = null;
-  /** The peer has set CTL_PUBLISHED (cached: it is never cleared by an honest peer, and a hostile one only hides its own ring). */
-  #published = false;
   #desc: SlotRingWriter | null = null;
   #verdicts: SlotRingWriter | null = null;
   readonly #outOffset: number;
@@ -168,7 +166,7 @@ export class PeerState implements SegmentSink {
     return this.#out ??= new ByteRingReader(this.inSab, this.#outOffset, this.#outRingBytes, true);
   }
 
-  /** Something was ever published to this peer (its descriptor ring exists); until then nothing in IN was read. */
+  /** Something was ever published to this peer (its descriptor ring's writer exists). */
   get hasDescriptors(): boolean {
     return this.#desc !== null;
   }
@@ -189,10 +187,8 @@ export class PeerState implements SegmentSink {
    */
   outHasData(): boolean {
     if (this.#out !== null) return this.#out.hasData();
-    if (!this.#published) {
-      if (Atomics.load(this.ctl, CTL_PUBLISHED) === 0) return false;
-      this.#published = true;
-    }
+    // The first poll makes the reader: this is read only between the peer's word and that poll.
+    if (Atomics.load(this.ctl, CTL_PUBLISHED) === 0) return false;
     return Atomics.load(this.inI32, (this.#outOffset >> 2) + RING_HEAD) !== 0;
   }
 
