@@ -171,8 +171,10 @@ async function server(t: PeerThread, peer: Peer, d: ThreadbusInit): Promise<void
         served++;
       }
       m.release();
-      if (performance.now() > end) break;
-      m = peer.tryRecv() ?? peer.recvSync(end - performance.now());
+      // One clock read: checked and then read again, the time left could be negative by then.
+      const left = end - performance.now();
+      if (left <= 0) break;
+      m = peer.tryRecv() ?? peer.recvSync(left);
     }
     t.add(RECEIVED, served);
     const { rejected } = await peer.flush();
