@@ -1,6 +1,6 @@
 // CPU time and context switches per message of each kind of thread in a steady stream of
 // PAIRS sender -> receiver pairs through one bus (pairs-64 is 64): each sender a worker
-// that post()s 64-byte messages and flush()es every --window posts, each receiver a worker
+// that post()s --bytes-byte messages (64) and flush()es every --window posts, each receiver a worker
 // in tryRecv()/recvSync(), as perf/workers/threadbus.ts does. Each thread's CPU comes from
 // the kernel (/proc/self/task/<tid>/schedstat) and its voluntary and involuntary context
 // switches from /proc/self/task/<tid>/status (Linux only), over a window that starts
@@ -11,7 +11,10 @@
 // A voluntary switch is a sleep (a futex wait, most of them), so switches per 1000
 // messages say how often each side slept.
 //
-//   node dist/perf/pairs-cpu.js [--pairs 64] [--window 1024] [--warmup 3] [--seconds 2]
+//   node dist/perf/pairs-cpu.js [--pairs 64] [--window 1024] [--warmup 3] [--seconds 2] [--bytes 64]
+//
+// With --pairs 1 it is the one-way stream of oneway-64B, oneway-1KiB (--bytes 1024) or
+// oneway-64KiB (--bytes 65536), with the bus the benchmark gives those (perf/systems/threadbus.ts).
 //
 // Prints one JSON line: msgs/s, then per kind (sender, receiver, coordinator) ns of CPU
 // per message and switches per 1000 messages, summed over the threads of that kind.
@@ -21,18 +24,20 @@ import { parseArgs } from 'node:util';
 import { Bus, Peer, type PeerTicket } from '../src/index.js';
 import { allThreadTimes, ownTid, type ThreadTimes } from './thread-times.js';
 
-const PAYLOAD_BYTES = 64;
+/** As perf/systems/threadbus.ts: small messages get a small maximum (small OUT rings), 64 KiB ones the default and 64 MiB per user. */
+const SMALL_MAX_MESSAGE_BYTES = 2048;
+const LARGE_PAYLOAD_BYTES_LIMIT = 64 * 1024 * 1024;
 /** ctl words: STOP, then one received count per pair. */
 const STOP = 0, COUNTS = 1;
 
-interface RoleData { role: 'send' | 'recv'; ticket: PeerTicket; ctl: Int32Array; to: number; index: number; window: number }
+interface RoleData { role: 'send' | 'recv'; ticket: PeerTicket; ctl: Int32Array; to: number; index: number; window: number; bytes: number }
 
 async function role(d: RoleData): Promise<void> {
   const peer = Peer.open(d.ticket);
   parentPort!.postMessage({ tid: ownTid() });
   const ctl = d.ctl;
   if (d.role === 'send') {
-    const msg = new Uint8Array(PAYLOAD_BYTES).fill(7);
+    const msg = new Uint8Array(d.bytes).fill(7);
     while (Atomics.load(ctl, STOP) === 0) {
       for (let k = 0; k < d.window; k++) peer.post(d.to, msg);
       const { rejected } = await peer.flush();
@@ -86,15 +91,21 @@ async function main(): Promise<void> {
     options: {
       pairs: { type: 'string', default: '64' }, window: { type: 'string', default: '1024' },
       warmup: { type: 'string', default: '3' }, seconds: { type: 'string', default: '2' },
+      bytes: { type: 'string', default: '64' },
     },
   });
   const pairs = Number(values.pairs), window = Number(values.window);
-  const warmup = Number(values.warmup), seconds = Number(values.seconds);
-  if (!(Number.isInteger(pairs) && pairs > 0 && Number.isInteger(window) && window > 0 && warmup >= 0 && seconds > 0)) {
-    console.error('usage: node dist/perf/pairs-cpu.js [--pairs N] [--window N] [--warmup S] [--seconds S]');
+  const warmup = Number(values.warmup), seconds = Number(values.seconds), bytes = Number(values.bytes);
+  if (!(Number.isInteger(pairs) && pairs > 0 && Number.isInteger(window) && window > 0 && warmup >= 0 && seconds > 0
+    && Number.isInteger(bytes) && bytes >= 0 && bytes <= 65536)) {
+    console.error('usage: node dist/perf/pairs-cpu.js [--pairs N] [--window N] [--warmup S] [--seconds S] [--bytes 0..65536]');
     process.exit(2);
   }
-  const bus = await Bus.start({ userLimits: { messages: 1 << 18 }, maxMessageBytes: 2048 });
+  const large = bytes > SMALL_MAX_MESSAGE_BYTES;
+  const bus = await Bus.start({
+    userLimits: { messages: 1 << 18, bytes: large ? LARGE_PAYLOAD_BYTES_LIMIT : undefined },
+    maxMessageBytes: large ? undefined : SMALL_MAX_MESSAGE_BYTES,
+  });
   const ctl = new Int32Array(new SharedArrayBuffer(4 * (COUNTS + pairs)));
   const workers: Worker[] = [];
   const tids = { send: [] as number[], recv: [] as number[] };
@@ -106,7 +117,7 @@ async function main(): Promise<void> {
       const to = await bus.transferHandle(receiver, node, sender);
       for (const [r, ticket] of [['recv', receiver], ['send', sender]] as const) {
         const w = new Worker(new URL(import.meta.url), {
-          workerData: { role: r, ticket, ctl, to, index: i, window } satisfies RoleData, transferList: ticket.transfer,
+          workerData: { role: r, ticket, ctl, to, index: i, window, bytes } satisfies RoleData, transferList: ticket.transfer,
         });
         workers.push(w);
         tids[r].push((await next<{ tid: number }>(w)).tid);
@@ -135,7 +146,7 @@ async function main(): Promise<void> {
       involuntaryPer1k: Math.round((s.involuntary / n) * 10_000) / 10,
     });
     console.log(JSON.stringify({
-      pairs, window, msgsPerSec: Math.round((n / elapsed) * 1000),
+      pairs, window, bytes, msgsPerSec: Math.round((n / elapsed) * 1000),
       sender: per(sum(tids.send, before, after)),
       receiver: per(sum(tids.recv, before, after)),
       coordinator: per(sum(others.slice(0, 1), before, after)),
