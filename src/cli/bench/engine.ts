@@ -139,7 +139,17 @@ export class Phase {
     if (this.#i32 !== null) Atomics.store(this.#i32, STOP, 1);
   }
 
+  /** Run the phase to its end. Whatever fails before the threads start rejects `started` too. */
   async run(): Promise<PhaseResult> {
+    try {
+      return await this.#run();
+    } catch (e) {
+      this.#markStarted(false, e); // no effect once started resolved
+      throw e;
+    }
+  }
+
+  async #run(): Promise<PhaseResult> {
     const cfg = this.cfg;
     const plans = planPeers(cfg);
     const ctl = controlBlock(plans.length);
