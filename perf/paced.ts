@@ -3,13 +3,14 @@
 // row and `threadbus bench --pattern fanin --peers 65 --rate 100000` measure the
 // same way: every message stamped with its scheduled send time, latency from
 // that time (no coordinated omission, as wrk2 measures), hdr percentiles.
-// One engine phase runs for the whole session (65 threads started once); each
-// run is a window cut out of it, after a ramp. Latency reaches the main thread
+// One engine phase runs for the whole session, its 65 peers in threads of the
+// pool (perf/lent-thread.ts); each run is a window cut out of it, after a ramp. Latency reaches the main thread
 // every TICK_MS, so a window's edges are that coarse.
 
-import { Phase, type Transport } from '../src/cli/bench/engine.js';
+import { Phase, type ThreadLauncher, type Transport } from '../src/cli/bench/engine.js';
 import type { BenchConfig } from '../src/cli/bench/options.js';
 import { sleep, type Session, type WorkloadFactory } from './harness.js';
+import { LentThread } from './lent-thread.js';
 
 export const PACED_SENDERS = 64;
 /** About half of what messageport sustains for fan-in on 2 cores. */
@@ -20,15 +21,38 @@ const MAX_EXTRA_WAIT_MS = 5000;
 const SESSION_LIMIT_S = 24 * 3600;
 
 export function pacedFanin(transport: Transport): WorkloadFactory {
-  return async (): Promise<Session> => {
+  return async (ctx): Promise<Session> => {
     const cfg: BenchConfig = {
       pattern: 'fanin', peers: PACED_SENDERS + 1, size: 64, durationS: SESSION_LIMIT_S, messages: null,
       rate: PACED_OFFERED_PER_SEC, uids: 1, greedy: 0, limits: {}, json: null, html: null, compare: null,
     };
-    const phase = new Phase(cfg, transport, () => {}, { tickMs: TICK_MS });
+    // The engine's peers run in the pool's hosts, started once for every workload.
+    const hosts = await ctx.pool.lease(cfg.peers);
+    const lent: LentThread[] = [];
+    const launch: ThreadLauncher = (init, transfer, index) => {
+      const t = new LentThread(hosts[index]!, init, transfer, ctx.tunables.setupTimeoutMs);
+      lent.push(t);
+      return t;
+    };
+    /** Hosts whose role ended cleanly go back to the pool (unloaded); the others are terminated. */
+    const giveBack = async (): Promise<void> => {
+      const ok = await Promise.all(hosts.map(async (h, i) => {
+        if (!(lent[i]?.healthy ?? true)) return false;
+        return h.unload(ctx.tunables.closeTimeoutMs).then(() => true, () => false);
+      }));
+      await ctx.pool.release(hosts.filter((_, i) => ok[i]), true);
+      await ctx.pool.release(hosts.filter((_, i) => !ok[i]), false);
+    };
+    const phase = new Phase(cfg, transport, () => {}, { tickMs: TICK_MS, launch });
     const finished = phase.run();
     finished.catch(() => {});
-    await phase.started;
+    try {
+      await phase.started;
+    } catch (e) {
+      await finished.catch(() => undefined);
+      await giveBack();
+      throw e;
+    }
     return {
       run: async (p) => {
         await sleep(p.rampMs);
@@ -49,8 +73,12 @@ export function pacedFanin(transport: Transport): WorkloadFactory {
       },
       close: async () => {
         phase.stop();
-        const r = await finished;
-        if (r.errors.length > 0) throw new Error(r.errors[0]);
+        try {
+          const r = await finished;
+          if (r.errors.length > 0) throw new Error(r.errors[0]);
+        } finally {
+          await giveBack();
+        }
       },
     };
   };

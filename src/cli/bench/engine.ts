@@ -1,16 +1,17 @@
 /*
  * The load engine's main thread: runs one phase (its transport wired by wiring.ts, one
- * worker per peer), starts every peer at one time zero, samples the counters, the merged
- * latency histograms and (on threadbus) the service uid's quota shares every tick, stops
- * on time, on --messages, on a peer's error or on request (Ctrl-C), drains, and returns
- * what it measured. Progress goes to `onTick`; the engine prints nothing itself.
+ * thread per peer: a Worker of its own, or one the caller lends, ThreadLauncher), starts
+ * every peer at one time zero, samples the counters, the merged latency histograms and
+ * (on threadbus) the service uid's quota shares every tick, stops on time, on
+ * --messages, on a peer's error or on request (Ctrl-C), drains, and returns what it
+ * measured. Progress goes to `onTick`; the engine prints nothing itself.
  *
  * Invariants: every wait is bounded (a thread that does not report or exit in time is
- * terminated and the run says so); the bus is closed and every worker gone when run()
- * settles, whatever happened.
+ * terminated and the run says so); the bus is closed and every peer thread has exited
+ * or been terminated when run() settles, whatever happened.
  */
 
-import { Worker } from 'node:worker_threads';
+import { Worker, type TransferListItem } from 'node:worker_threads';
 import type { Histogram } from 'hdr-histogram-js';
 import type { Bus } from '../../index.js';
 import { nowMs } from '../clock.js';
@@ -21,8 +22,28 @@ import {
   DRAIN, RECEIVED, REFUSED, SENT, SERVICE_UID, STOP, controlBlock, isSender, planPeers, readCounter, type PeerPlan,
 } from './plan.js';
 import { wireMessagePort, wireThreadbus, type Transport, type Wiring } from './wiring.js';
+import type { WorkerInit } from './worker.js';
 
-export type { Transport };
+export type { Transport, WorkerInit };
+
+/**
+ * What the engine needs of a peer's thread: it reports on 'message' (ThreadReport), takes
+ * the start command, says 'exit' once its peer is closed, 'error' if it crashed, and can
+ * be terminated. A Worker of its own by default; a caller that keeps threads across runs
+ * (the project's benchmark) lends its own (Phase options, `launch`).
+ */
+export interface PeerThreadHandle {
+  postMessage(m: unknown): void;
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  once(event: string, listener: (...args: any[]) => void): unknown;
+  terminate(): Promise<unknown>;
+}
+
+/** Start peer `index`'s thread with its init (`transfer`: what the init moves). */
+export type ThreadLauncher = (init: WorkerInit, transfer: TransferListItem[], index: number, name: string) => PeerThreadHandle;
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+const ownWorker: ThreadLauncher = (init, transfer, _index, name) => new Worker(WORKER_URL, { workerData: init, transferList: transfer, name });
 
 export const TICK_MS = 500;
 /** Bounds: thread start-up (many threads on 2 cores are slow), drain, exit. */
@@ -72,8 +93,6 @@ export interface Progress {
   refused: number;
 }
 
-const WORKER_URL = new URL('./worker.js', import.meta.url);
-
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), ms); })])
@@ -107,8 +126,14 @@ export class Phase {
   #markStarted!: (ok: boolean, e?: unknown) => void;
   #window = { hist: null as Histogram | null, at: 0, count: 0, delivered: (): number => 0, errors: [] as string[] };
 
-  constructor(readonly cfg: BenchConfig, readonly transport: Transport, readonly onTick: (p: Progress) => void, opts?: { tickMs?: number }) {
+  readonly #launch: ThreadLauncher;
+
+  constructor(
+    readonly cfg: BenchConfig, readonly transport: Transport, readonly onTick: (p: Progress) => void,
+    opts?: { tickMs?: number; launch?: ThreadLauncher },
+  ) {
     this.tickMs = opts?.tickMs ?? TICK_MS;
+    this.#launch = opts?.launch ?? ownWorker;
     this.started = new Promise<void>((resolve, reject) => {
       this.#markStarted = (ok, e) => (ok ? resolve() : reject(e));
     });
@@ -166,15 +191,13 @@ export class Phase {
     const total = newHistogram();
     const tick = newHistogram();
     const windowHist = (this.#window.hist = newHistogram());
-    const workers: Worker[] = [];
+    const workers: PeerThreadHandle[] = [];
     const done: Promise<void>[] = [];
     const exited: Promise<void>[] = [];
     const ready: Promise<void>[] = [];
     try {
       for (const p of plans) {
-        const w = new Worker(WORKER_URL, {
-          workerData: wiring.inits[p.index], transferList: wiring.transfers[p.index], name: `bench-${p.role}-${p.index}`,
-        });
+        const w = this.#launch(wiring.inits[p.index]!, wiring.transfers[p.index]!, p.index, `bench-${p.role}-${p.index}`);
         workers.push(w);
         exited.push(new Promise((r) => w.once('exit', () => r())));
         ready.push(new Promise((resolve, reject) => {
@@ -224,7 +247,7 @@ export class Phase {
   }
 
   async #measure(
-    plans: PeerPlan[], workers: Worker[], done: Promise<void>[], i32: Int32Array, bus: Bus | null,
+    plans: PeerPlan[], workers: PeerThreadHandle[], done: Promise<void>[], i32: Int32Array, bus: Bus | null,
     total: Histogram, tick: Histogram, errors: string[],
   ): Promise<PhaseResult> {
     const cfg = this.cfg;

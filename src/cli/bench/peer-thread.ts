@@ -8,7 +8,7 @@
  * (the scheduled send time when paced, as wrk2 does, else the moment of sending).
  */
 
-import { parentPort } from 'node:worker_threads';
+import { parentPort, type MessagePort } from 'node:worker_threads';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import type { Histogram } from 'hdr-histogram-js';
 import { nowMs } from '../clock.js';
@@ -127,7 +127,8 @@ export class PeerThread {
   #ticker: NodeJS.Timeout | null = null;
   #nextYield = 0;
 
-  constructor(readonly init: CommonInit) {
+  /** `port`: where reports go and the start comes from; the parent's, unless the thread was lent (engine.ts ThreadLauncher). */
+  constructor(readonly init: CommonInit, readonly port: MessagePort = parentPort!) {
     this.i32 = new Int32Array(init.ctl);
     this.plan = init.plan;
   }
@@ -167,7 +168,7 @@ export class PeerThread {
 
   /** Announce readiness, wait for the start, run `body`, report. */
   async serve(body: (t0: number) => Promise<void>): Promise<void> {
-    const port = parentPort!;
+    const port = this.port;
     const t0 = await new Promise<number>((resolve) => {
       port.once('message', (m: StartCommand) => resolve(m.t0));
       port.postMessage({ type: 'ready' } satisfies ThreadReport);
