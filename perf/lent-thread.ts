@@ -42,10 +42,6 @@ export class LentThread extends EventEmitter implements PeerThreadHandle {
       });
   }
 
-  get host(): Host {
-    return this.#host;
-  }
-
   postMessage(m: unknown): void {
     this.#port.postMessage(m);
   }

@@ -4,8 +4,8 @@
 // same way: every message stamped with its scheduled send time, latency from
 // that time (no coordinated omission, as wrk2 measures), hdr percentiles.
 // One engine phase runs for the whole session, its 65 peers in threads of the
-// pool (perf/lent-thread.ts); each run is a window cut out of it, after a ramp. Latency reaches the main thread
-// every TICK_MS, so a window's edges are that coarse.
+// pool (perf/lent-thread.ts); each run is a window cut out of it, after a ramp.
+// Latency reaches the main thread every TICK_MS, so a window's edges are that coarse.
 
 import { Phase, type ThreadLauncher, type Transport } from '../src/cli/bench/engine.js';
 import type { BenchConfig } from '../src/cli/bench/options.js';
@@ -28,12 +28,9 @@ export function pacedFanin(transport: Transport): WorkloadFactory {
     };
     // The engine's peers run in the pool's hosts, started once for every workload.
     const hosts = await ctx.pool.lease(cfg.peers);
-    const lent: LentThread[] = [];
-    const launch: ThreadLauncher = (init, transfer, index) => {
-      const t = new LentThread(hosts[index]!, init, transfer, ctx.tunables.setupTimeoutMs);
-      lent.push(t);
-      return t;
-    };
+    /** The thread lent to each peer index (that index's host). */
+    const lent: Array<LentThread | undefined> = [];
+    const launch: ThreadLauncher = (init, transfer, index) => (lent[index] = new LentThread(hosts[index]!, init, transfer, ctx.tunables.setupTimeoutMs));
     /** Hosts whose role ended cleanly go back to the pool (unloaded); the others are terminated. */
     const giveBack = async (): Promise<void> => {
       const ok = await Promise.all(hosts.map(async (h, i) => {

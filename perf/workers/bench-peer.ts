@@ -7,8 +7,7 @@
 
 import type { MessagePort } from 'node:worker_threads';
 import type { Role, RoleFactory } from '../protocol.js';
-import { PeerThread } from '../../src/cli/bench/peer-thread.js';
-import type { WorkerInit } from '../../src/cli/bench/worker.js';
+import { runPeer, type WorkerInit } from '../../src/cli/bench/run-peer.js';
 
 export interface BenchPeerData {
   readonly init: WorkerInit;
@@ -16,12 +15,7 @@ export interface BenchPeerData {
 }
 
 const enginePeer: RoleFactory = (d: BenchPeerData): Role => {
-  const thread = new PeerThread(d.init, d.port);
-  const init = d.init;
-  const run = init.transport === 'threadbus'
-    ? import('../../src/cli/bench/threadbus-roles.js').then((m) => m.runThreadbus(thread, init))
-    : import('../../src/cli/bench/messageport-roles.js').then((m) => m.runMessagePort(thread, init));
-  const finished = run.finally(() => d.port.close());
+  const finished = runPeer(d.init, d.port).finally(() => d.port.close());
   finished.catch(() => {});
   return {
     call: async () => {

@@ -22,7 +22,7 @@ import {
   DRAIN, RECEIVED, REFUSED, SENT, SERVICE_UID, STOP, controlBlock, isSender, planPeers, readCounter, type PeerPlan,
 } from './plan.js';
 import { wireMessagePort, wireThreadbus, type Transport, type Wiring } from './wiring.js';
-import type { WorkerInit } from './worker.js';
+import type { WorkerInit } from './run-peer.js';
 
 export type { Transport, WorkerInit };
 

@@ -127,8 +127,11 @@ export class PeerThread {
   #ticker: NodeJS.Timeout | null = null;
   #nextYield = 0;
 
-  /** `port`: where reports go and the start comes from; the parent's, unless the thread was lent (engine.ts ThreadLauncher). */
-  constructor(readonly init: CommonInit, readonly port: MessagePort = parentPort!) {
+  /** Where reports go and the start comes from: the parent's port, unless the thread was lent (engine.ts ThreadLauncher). */
+  readonly port: MessagePort;
+
+  constructor(readonly init: CommonInit, port?: MessagePort) {
+    this.port = port ?? parentPort!;
     this.i32 = new Int32Array(init.ctl);
     this.plan = init.plan;
   }

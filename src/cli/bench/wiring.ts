@@ -10,7 +10,7 @@ import { MessageChannel, type MessagePort, type TransferListItem } from 'node:wo
 import { Bus, type PeerTicket } from '../../index.js';
 import type { BenchConfig } from './options.js';
 import type { PeerPlan } from './plan.js';
-import type { WorkerInit } from './worker.js';
+import type { WorkerInit } from './run-peer.js';
 
 export type Transport = 'threadbus' | 'messageport';
 
