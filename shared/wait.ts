@@ -39,14 +39,8 @@ export const PEER_SPINNERS = Math.min(4, Math.max(1, availableParallelism() - 1)
 /** Loads to spend before falling asleep. About 1000 brings a round trip under 2 us here. */
 export const SPIN_LOADS = 1000;
 
-/**
- * Longest adaptive spin (Spinner): a wait longer than this is slept through. A round trip
- * through the coordinator on 2 cores takes 40-150 us here (p50 to p90); with 0.1 ms, every
- * trip past 100 us turned the requester's spinning off, its next wait slept, the trip
- * after that took a wake-up more, and the loop settled at 80-95 us (request/reply p50 in 4
- * of 6 quick runs, against 1 of 10 with 0.3 ms; December 2026).
- */
-export const SPIN_MAX_MS = 0.3;
+/** Longest adaptive spin (Spinner): a wait longer than this is slept through. */
+export const SPIN_MAX_MS = 0.1;
 
 /** Shortest adaptive spin budget (a wait of a few microseconds still gets this much). */
 const SPIN_MIN_MS = 0.02;
