@@ -21,12 +21,9 @@
 
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
-import { Bus, Peer, type PeerTicket } from '../src/index.js';
+import { Peer, type PeerTicket } from '../src/index.js';
 import { allThreadTimes, ownTid, type ThreadTimes } from './thread-times.js';
 
-/** As perf/systems/threadbus.ts: small messages get a small maximum (small OUT rings), 64 KiB ones the default and 64 MiB per user. */
-const SMALL_MAX_MESSAGE_BYTES = 2048;
-const LARGE_PAYLOAD_BYTES_LIMIT = 64 * 1024 * 1024;
 /** ctl words: STOP, then one received count per pair. */
 const STOP = 0, COUNTS = 1;
 
@@ -101,11 +98,9 @@ async function main(): Promise<void> {
     console.error('usage: node dist/perf/pairs-cpu.js [--pairs N] [--window N] [--warmup S] [--seconds S] [--bytes 0..65536]');
     process.exit(2);
   }
-  const large = bytes > SMALL_MAX_MESSAGE_BYTES;
-  const bus = await Bus.start({
-    userLimits: { messages: 1 << 18, bytes: large ? LARGE_PAYLOAD_BYTES_LIMIT : undefined },
-    maxMessageBytes: large ? undefined : SMALL_MAX_MESSAGE_BYTES,
-  });
+  // The benchmark's bus for this payload size; imported here, so that the workers do not load the benchmark.
+  const { startBus, SENDER_LIMITS } = await import('./systems/threadbus.js');
+  const bus = await startBus(bytes);
   const ctl = new Int32Array(new SharedArrayBuffer(4 * (COUNTS + pairs)));
   const workers: Worker[] = [];
   const tids = { send: [] as number[], recv: [] as number[] };
@@ -113,7 +108,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < pairs; i++) {
       const receiver = await bus.createPeer({ uid: 100_000 + i });
       const node = await bus.createNode(receiver);
-      const sender = await bus.createPeer({ uid: 1 + i, limits: { messages: 64, handles: 64, bytes: 65536 } });
+      const sender = await bus.createPeer({ uid: 1 + i, limits: SENDER_LIMITS });
       const to = await bus.transferHandle(receiver, node, sender);
       for (const [r, ticket] of [['recv', receiver], ['send', sender]] as const) {
         const w = new Worker(new URL(import.meta.url), {

@@ -32,7 +32,7 @@ import type { TbIdlePeersData, TbReqrepData, TbStreamReceiverData, TbStreamSende
 
 const ROLES = new URL('../workers/threadbus.js', import.meta.url);
 const RECEIVER_MESSAGES = 1 << 18;
-const SENDER_LIMITS = { messages: 64, handles: 64, bytes: 64 * 1024 };
+export const SENDER_LIMITS = { messages: 64, handles: 64, bytes: 64 * 1024 };
 const SENDER_UID_BASE = 1;
 /** Peers created at once by idlePeers() and idleOnBus(). */
 const IDLE_BATCH = 100;
@@ -79,8 +79,9 @@ function postWindow(workload: StreamWorkload): number {
   return Math.max(POST_WINDOW_MIN, Math.min(shape.senders > 1 ? POST_WINDOW_MANY_MAX : POST_WINDOW_MAX, share));
 }
 
-function startBus(workload?: StreamWorkload): Promise<Bus> {
-  const large = workload === 'oneway-64KiB';
+/** The bus of a workload whose messages carry `payloadBytes` (also perf/pairs-cpu.ts, so that it measures the same bus). */
+export function startBus(payloadBytes: number): Promise<Bus> {
+  const large = payloadBytes > SMALL_MAX_MESSAGE_BYTES;
   return Bus.start({
     userLimits: { messages: RECEIVER_MESSAGES, bytes: large ? LARGE_PAYLOAD_BYTES_LIMIT : undefined },
     maxMessageBytes: large ? undefined : SMALL_MAX_MESSAGE_BYTES,
@@ -143,7 +144,7 @@ async function unloadIdle(ctx: BenchContext, hosts: readonly Host[], failed: boo
 
 async function stream(ctx: BenchContext, workload: StreamWorkload): Promise<Session> {
   const shape = STREAM_SHAPES[workload];
-  const bus = await startBus(workload);
+  const bus = await startBus(shape.payloadBytes);
   let idleHosts: Host[] = [];
   try {
     if (workload === 'oneway-64B-idle1000') idleHosts = await idleOnBus(ctx, bus);
@@ -190,7 +191,7 @@ async function stream(ctx: BenchContext, workload: StreamWorkload): Promise<Sess
 }
 
 async function reqrep(ctx: BenchContext): Promise<Session> {
-  const bus = await startBus();
+  const bus = await startBus(REQREP_PAYLOAD_BYTES);
   try {
     const { client, server, toServer, toClient } = await requestPair(bus, SENDER_UID_BASE, RECEIVER_UID_BASE);
     const session = await hostedReqrep(ctx, {
